@@ -1,0 +1,286 @@
+//! The events that flow from watchers through the host to reactors.
+//!
+//! A [`NodeInfo`] says where one instance of a service lives and whether it is up. An
+//! [`Event`] is a set of them keyed by node name: adding a node whose name is already in
+//! the event replaces the earlier entry, so an event never says two things about one node.
+//!
+//! Events are either *incremental* (these nodes changed) or *full* (every node the watcher
+//! sees now; a node missing from it is down). The [`Book`] turns both kinds into
+//! redundancy-free incremental events, the [`Backlog`] coalesces events a slow consumer
+//! has not taken yet, and [`Broadcast`] hands every event to many consumers, each with its
+//! own backlog.
+//!
+//! ```
+//! use ipc::event::{Event, NodeInfo, NodeStatus};
+//!
+//! let mut ev = Event::with_node("web1", NodeStatus::Up, "10.0.0.1", 80);
+//! ev.add("web2", NodeStatus::Up, "10.0.0.2", 80);
+//! ev.add_node(NodeInfo::new("web1", NodeStatus::Down, "10.0.0.1", 80)); // replaces web1
+//! assert_eq!(ev.len(), 2);
+//! assert_eq!(ev.get("web1").unwrap().status, NodeStatus::Down);
+//! ```
+
+mod backlog;
+mod book;
+mod broadcast;
+
+pub use backlog::{coalesce, Backlog};
+pub use book::Book;
+pub use broadcast::{Broadcast, Delivery, SubscriberId};
+
+use std::collections::btree_map::{self, BTreeMap};
+use std::fmt;
+
+use bincode::de::Decoder;
+use bincode::enc::Encoder;
+use bincode::error::{DecodeError, EncodeError};
+use bincode::{Decode, Encode};
+use serde::{Deserialize, Serialize};
+
+/// Whether a node can take traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Encode, Decode, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeStatus {
+    /// The node is live and should receive traffic.
+    Up,
+    /// The node is gone or unhealthy.
+    Down,
+}
+
+impl fmt::Display for NodeStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NodeStatus::Up => "up",
+            NodeStatus::Down => "down",
+        })
+    }
+}
+
+/// One instance of a service: its name, status and address.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Encode, Decode, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// The node's name, unique within a service (for example a host name or an instance id).
+    pub name: String,
+    /// Up or down.
+    pub status: NodeStatus,
+    /// Host name or IP address where the node listens.
+    pub host: String,
+    /// Port where the node listens.
+    pub port: u16,
+    /// Optional tags such as a weight or a zone; empty for most watchers.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub meta: BTreeMap<String, String>,
+}
+
+impl NodeInfo {
+    /// A node without meta tags.
+    pub fn new(
+        name: impl Into<String>,
+        status: NodeStatus,
+        host: impl Into<String>,
+        port: u16,
+    ) -> Self {
+        NodeInfo {
+            name: name.into(),
+            status,
+            host: host.into(),
+            port,
+            meta: BTreeMap::new(),
+        }
+    }
+
+    /// The same node with one more meta tag.
+    pub fn with_meta(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.meta.insert(key.into(), value.into());
+        self
+    }
+
+    /// Whether the node is up.
+    pub fn is_up(&self) -> bool {
+        self.status == NodeStatus::Up
+    }
+}
+
+impl fmt::Display for NodeInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} ({}) {}:{}",
+            self.name, self.status, self.host, self.port
+        )
+    }
+}
+
+/// A set of node changes keyed by node name; a later entry for a name replaces an earlier one.
+///
+/// Iteration is in node-name order, so logs and tests see a stable order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Event {
+    nodes: BTreeMap<String, NodeInfo>,
+}
+
+impl Event {
+    /// An event with no nodes.
+    pub fn new() -> Self {
+        Event::default()
+    }
+
+    /// An event about one node.
+    pub fn with_node(
+        name: impl Into<String>,
+        status: NodeStatus,
+        host: impl Into<String>,
+        port: u16,
+    ) -> Self {
+        let mut ev = Event::new();
+        ev.add(name, status, host, port);
+        ev
+    }
+
+    /// Adds a node, replacing any entry of the same name.
+    pub fn add(
+        &mut self,
+        name: impl Into<String>,
+        status: NodeStatus,
+        host: impl Into<String>,
+        port: u16,
+    ) {
+        self.add_node(NodeInfo::new(name, status, host, port));
+    }
+
+    /// Adds a node, replacing any entry of the same name; returns the entry it replaced.
+    pub fn add_node(&mut self, node: NodeInfo) -> Option<NodeInfo> {
+        self.nodes.insert(node.name.clone(), node)
+    }
+
+    /// Folds a later event into this one: for every node the later entry wins.
+    pub fn merge(&mut self, later: Event) {
+        if self.nodes.is_empty() {
+            self.nodes = later.nodes;
+        } else {
+            self.nodes.extend(later.nodes);
+        }
+    }
+
+    /// The entry for a node name, if the event has one.
+    pub fn get(&self, name: &str) -> Option<&NodeInfo> {
+        self.nodes.get(name)
+    }
+
+    /// Removes and returns the entry for a node name.
+    pub fn remove(&mut self, name: &str) -> Option<NodeInfo> {
+        self.nodes.remove(name)
+    }
+
+    /// How many nodes the event names.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether the event names no node.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// The nodes in name order.
+    pub fn nodes(&self) -> impl ExactSizeIterator<Item = &NodeInfo> + '_ {
+        self.nodes.values()
+    }
+}
+
+impl FromIterator<NodeInfo> for Event {
+    /// Collects nodes; for a repeated name the last one wins.
+    fn from_iter<I: IntoIterator<Item = NodeInfo>>(iter: I) -> Self {
+        let mut ev = Event::new();
+        ev.extend(iter);
+        ev
+    }
+}
+
+impl Extend<NodeInfo> for Event {
+    fn extend<I: IntoIterator<Item = NodeInfo>>(&mut self, iter: I) {
+        for node in iter {
+            self.add_node(node);
+        }
+    }
+}
+
+impl IntoIterator for Event {
+    type Item = NodeInfo;
+    type IntoIter = btree_map::IntoValues<String, NodeInfo>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.nodes.into_values()
+    }
+}
+
+impl<'a> IntoIterator for &'a Event {
+    type Item = &'a NodeInfo;
+    type IntoIter = btree_map::Values<'a, String, NodeInfo>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.nodes.values()
+    }
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[")?;
+        for (i, node) in self.nodes().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{node}")?;
+        }
+        f.write_str("]")
+    }
+}
+
+/// On the wire an event is a sequence of nodes; the name is not written twice.
+impl Encode for Event {
+    fn encode<E: Encoder>(&self, encoder: &mut E) -> Result<(), EncodeError> {
+        (self.nodes.len() as u64).encode(encoder)?;
+        for node in self.nodes.values() {
+            node.encode(encoder)?;
+        }
+        Ok(())
+    }
+}
+
+/// Decoding keeps the event's rule: a repeated name replaces the earlier entry.
+impl<Context> Decode<Context> for Event {
+    fn decode<D: Decoder<Context = Context>>(decoder: &mut D) -> Result<Self, DecodeError> {
+        let len = u64::decode(decoder)?;
+        let mut ev = Event::new();
+        for _ in 0..len {
+            // Each node claims its own bytes from the decoder's limit, so a forged length
+            // runs out of input (an error) long before it runs out of memory.
+            ev.add_node(NodeInfo::decode(decoder)?);
+        }
+        Ok(ev)
+    }
+}
+
+impl<'de, Context> bincode::BorrowDecode<'de, Context> for Event {
+    fn borrow_decode<D: bincode::de::BorrowDecoder<'de, Context = Context>>(
+        decoder: &mut D,
+    ) -> Result<Self, DecodeError> {
+        Event::decode(decoder)
+    }
+}
+
+impl Serialize for Event {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.nodes.values())
+    }
+}
+
+impl<'de> Deserialize<'de> for Event {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let nodes = Vec::<NodeInfo>::deserialize(deserializer)?;
+        Ok(nodes.into_iter().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests;

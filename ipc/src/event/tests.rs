@@ -1,0 +1,413 @@
+//! Tests of the event model: the behaviours the original Go receptor checked for its book,
+//! merger and broadcaster, and properties over arbitrary event sequences.
+
+use super::*;
+use proptest::prelude::*;
+
+fn up(name: &str, host: &str, port: u16) -> NodeInfo {
+    NodeInfo::new(name, NodeStatus::Up, host, port)
+}
+
+fn down(name: &str, host: &str, port: u16) -> NodeInfo {
+    NodeInfo::new(name, NodeStatus::Down, host, port)
+}
+
+fn names(ev: &Event) -> Vec<&str> {
+    ev.nodes().map(|n| n.name.as_str()).collect()
+}
+
+#[test]
+fn later_entry_for_a_name_replaces_the_earlier() {
+    let mut ev = Event::with_node("n1", NodeStatus::Up, "127.0.0.1", 80);
+    let replaced = ev.add_node(down("n1", "127.0.0.1", 80));
+    assert_eq!(replaced, Some(up("n1", "127.0.0.1", 80)));
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev.get("n1").unwrap().status, NodeStatus::Down);
+}
+
+#[test]
+fn merge_keeps_the_latest_per_node_and_the_rest() {
+    let mut ev: Event = [up("a", "h", 1), up("b", "h", 2)].into_iter().collect();
+    ev.merge([down("b", "h", 2), up("c", "h", 3)].into_iter().collect());
+    assert_eq!(names(&ev), ["a", "b", "c"]);
+    assert_eq!(ev.get("b").unwrap().status, NodeStatus::Down);
+}
+
+#[test]
+fn event_serialises_to_json_as_a_list_of_nodes() {
+    let mut ev = Event::with_node("n1", NodeStatus::Up, "h", 80);
+    ev.add_node(NodeInfo::new("n2", NodeStatus::Down, "g", 81).with_meta("zone", "eu"));
+    let json = serde_json::to_string(&ev).unwrap();
+    assert_eq!(
+        json,
+        r#"[{"name":"n1","status":"up","host":"h","port":80},{"name":"n2","status":"down","host":"g","port":81,"meta":{"zone":"eu"}}]"#
+    );
+    assert_eq!(serde_json::from_str::<Event>(&json).unwrap(), ev);
+}
+
+// ---- Book (Go: TestBookUpdateInc, TestBookUpdateFull, TestBookFull, TestBookkeeper*) ----
+
+#[test]
+fn book_update_inc_passes_changes_and_drops_repeats() {
+    let mut book = Book::new();
+    let ev = book
+        .update_inc(up("Node1", "127.0.0.1", 80).into_event())
+        .expect("first up is a change");
+    assert_eq!(names(&ev), ["Node1"]);
+
+    assert_eq!(
+        book.update_inc(up("Node1", "127.0.0.1", 80).into_event()),
+        None,
+        "repeated up"
+    );
+
+    let ev = book
+        .update_inc(down("Node1", "127.0.0.1", 80).into_event())
+        .expect("down is a change");
+    assert_eq!(ev.get("Node1").unwrap().status, NodeStatus::Down);
+
+    assert_eq!(
+        book.update_inc(down("NodeUnknown", "127.0.0.1", 80).into_event()),
+        None,
+        "down of a node never seen"
+    );
+    assert!(book.is_empty());
+}
+
+#[test]
+fn book_update_inc_forwards_an_address_change() {
+    let mut book = Book::new();
+    book.update_inc(up("n", "10.0.0.1", 80).into_event());
+    let ev = book
+        .update_inc(up("n", "10.0.0.1", 81).into_event())
+        .expect("port change");
+    assert_eq!(ev.get("n").unwrap().port, 81);
+    let ev = book
+        .update_inc(
+            up("n", "10.0.0.1", 81)
+                .with_meta("weight", "5")
+                .into_event(),
+        )
+        .expect("meta change");
+    assert_eq!(ev.get("n").unwrap().meta["weight"], "5");
+}
+
+#[test]
+fn book_update_full_reports_new_changed_and_missing_nodes() {
+    let mut book = Book::new();
+    let first = [
+        up("Node1", "127.0.0.1", 80),
+        up("Node2", "127.0.0.2", 81),
+        up("Node3", "127.0.0.3", 83),
+    ];
+    let ev = book.update_full(first).expect("three new nodes");
+    assert_eq!(ev.len(), 3);
+
+    // Node1 unchanged, Node2 changed port, Node3 missing, Node4 new.
+    let second = [
+        up("Node1", "127.0.0.1", 80),
+        up("Node2", "127.0.0.2", 87),
+        up("Node4", "127.0.0.4", 84),
+    ];
+    let ev = book.update_full(second.clone()).expect("changes");
+    assert_eq!(names(&ev), ["Node2", "Node3", "Node4"]);
+    assert_eq!(ev.get("Node2").unwrap().port, 87);
+    assert_eq!(ev.get("Node3").unwrap().status, NodeStatus::Down);
+    assert_eq!(
+        ev.get("Node3").unwrap().host,
+        "127.0.0.3",
+        "a down node keeps its last address"
+    );
+    assert_eq!(ev.get("Node4"), Some(&up("Node4", "127.0.0.4", 84)));
+
+    assert_eq!(
+        book.update_full(second),
+        None,
+        "same list again changes nothing"
+    );
+}
+
+#[test]
+fn book_update_full_ignores_down_entries() {
+    let mut book = Book::new();
+    book.update_full([up("a", "h", 1), up("b", "h", 2)]);
+    // `b` marked down in a full list counts as missing, `c` down is never seen.
+    let ev = book
+        .update_full([up("a", "h", 1), down("b", "h", 2), down("c", "h", 3)])
+        .unwrap();
+    assert_eq!(names(&ev), ["b"]);
+    assert_eq!(ev.get("b").unwrap().status, NodeStatus::Down);
+}
+
+#[test]
+fn book_full_returns_every_up_node() {
+    let mut book = Book::new();
+    book.update_full([
+        up("Node1", "127.0.0.1", 80),
+        up("Node2", "127.0.0.2", 87),
+        up("Node4", "127.0.0.4", 84),
+    ]);
+    assert_eq!(names(&book.full()), ["Node1", "Node2", "Node4"]);
+    assert!(
+        Book::new().full().is_empty(),
+        "an empty book gives an empty event"
+    );
+}
+
+#[test]
+fn book_after_increments_keeps_only_up_nodes() {
+    // Go: TestBookkeeperReceiver, the full set after each incremental event.
+    let mut book = Book::new();
+    book.update_inc(up("Node1", "127.0.0.1", 80).into_event());
+    assert_eq!(names(&book.full()), ["Node1"]);
+    book.update_inc(up("Node2", "127.0.0.1", 81).into_event());
+    assert_eq!(names(&book.full()), ["Node1", "Node2"]);
+    book.update_inc(down("Node1", "127.0.0.1", 80).into_event());
+    assert_eq!(names(&book.full()), ["Node2"]);
+}
+
+#[test]
+fn book_full_then_inc_down_then_full_again() {
+    // Go: TestBookkeeperFull.
+    let mut book = Book::new();
+    let list = [
+        up("Node1", "127.0.0.1", 80),
+        up("Node2", "127.0.0.2", 81),
+        up("Node3", "127.0.0.3", 83),
+    ];
+    assert_eq!(book.update_full(list.clone()).unwrap().len(), 3);
+    let ev = book
+        .update_inc(down("Node1", "127.0.0.1", 80).into_event())
+        .unwrap();
+    assert_eq!(ev.get("Node1").unwrap().status, NodeStatus::Down);
+    let ev = book.update_full(list).unwrap();
+    assert_eq!(names(&ev), ["Node1"]);
+    assert_eq!(ev.get("Node1").unwrap().status, NodeStatus::Up);
+}
+
+// ---- Backlog (Go: TestMergerPassThrough, TestMergerCongestionMerge) ----
+
+#[test]
+fn backlog_passes_events_through_one_by_one_without_congestion() {
+    let mut backlog = Backlog::new();
+    backlog.push(Event::with_node("Test1", NodeStatus::Up, "h", 1));
+    assert_eq!(names(&backlog.take().unwrap()), ["Test1"]);
+    backlog.push(Event::with_node("Test2", NodeStatus::Up, "h", 1));
+    assert_eq!(names(&backlog.take().unwrap()), ["Test2"]);
+    assert_eq!(backlog.take(), None);
+}
+
+#[test]
+fn backlog_merges_under_congestion_latest_wins() {
+    let mut backlog = Backlog::new();
+    backlog.push(Event::with_node("Test1", NodeStatus::Up, "h", 1));
+    backlog.push(Event::with_node("Test2", NodeStatus::Up, "h", 1));
+    backlog.push(Event::with_node("Test2", NodeStatus::Down, "h", 1));
+    assert_eq!(backlog.coalesced(), 2);
+    assert_eq!(backlog.node_count(), 2);
+    let ev = backlog.take().unwrap();
+    assert_eq!(names(&ev), ["Test1", "Test2"]);
+    assert_eq!(ev.get("Test2").unwrap().status, NodeStatus::Down);
+
+    backlog.push(Event::with_node("Test3", NodeStatus::Up, "h", 1));
+    assert_eq!(
+        names(&backlog.take().unwrap()),
+        ["Test3"],
+        "a drained backlog starts fresh"
+    );
+}
+
+#[test]
+fn backlog_restore_lets_newer_events_win() {
+    let mut backlog = Backlog::new();
+    backlog.push(Event::with_node("a", NodeStatus::Up, "h", 1));
+    let taken = backlog.take().unwrap();
+    backlog.push(Event::with_node("a", NodeStatus::Down, "h", 1));
+    backlog.restore(taken);
+    assert_eq!(
+        backlog.take().unwrap().get("a").unwrap().status,
+        NodeStatus::Down
+    );
+}
+
+#[test]
+fn backlog_ignores_empty_events() {
+    let mut backlog = Backlog::new();
+    backlog.push(Event::new());
+    assert!(backlog.is_empty());
+}
+
+// ---- Broadcast (Go: TestBroadcaster) ----
+
+#[test]
+fn broadcast_gives_every_subscriber_the_same_event_and_closes_all() {
+    let mut bc = Broadcast::new();
+    let s1 = bc.subscribe(None);
+    let s2 = bc.subscribe(None);
+    let ev = Event::with_node("Test1", NodeStatus::Up, "h", 1);
+    bc.publish(&ev);
+    assert_eq!(bc.take(s1), Delivery::Event(ev.clone()));
+    assert_eq!(bc.take(s2), Delivery::Event(ev));
+    assert_eq!(bc.take(s1), Delivery::Empty);
+    bc.close();
+    assert_eq!(bc.take(s1), Delivery::Closed);
+    assert_eq!(bc.take(s2), Delivery::Closed);
+}
+
+#[test]
+fn broadcast_slow_subscriber_coalesces_without_holding_others() {
+    let mut bc = Broadcast::new();
+    let fast = bc.subscribe(None);
+    let slow = bc.subscribe(None);
+    for i in 0..100u16 {
+        let status = if i % 2 == 0 {
+            NodeStatus::Up
+        } else {
+            NodeStatus::Down
+        };
+        bc.publish(&Event::with_node("n", status, "h", i));
+        assert!(
+            matches!(bc.take(fast), Delivery::Event(_)),
+            "fast subscriber gets event {i}"
+        );
+    }
+    let Delivery::Event(ev) = bc.take(slow) else {
+        panic!("slow subscriber has a backlog")
+    };
+    assert_eq!(
+        ev.get("n").unwrap().port,
+        99,
+        "the slow subscriber sees the final state"
+    );
+    assert_eq!(ev.get("n").unwrap().status, NodeStatus::Down);
+}
+
+#[test]
+fn broadcast_late_subscriber_starts_from_the_current_state() {
+    let mut bc = Broadcast::new();
+    let state = Event::with_node("a", NodeStatus::Up, "h", 1);
+    let late = bc.subscribe(Some(state.clone()));
+    bc.publish(&Event::with_node("b", NodeStatus::Up, "h", 2));
+    let Delivery::Event(ev) = bc.take(late) else {
+        panic!("expected the state")
+    };
+    assert_eq!(names(&ev), ["a", "b"]);
+}
+
+#[test]
+fn broadcast_close_lets_subscribers_drain_then_refuses_new_events() {
+    let mut bc = Broadcast::new();
+    let s = bc.subscribe(None);
+    bc.publish(&Event::with_node("a", NodeStatus::Up, "h", 1));
+    bc.close();
+    bc.publish(&Event::with_node("b", NodeStatus::Up, "h", 1));
+    let Delivery::Event(ev) = bc.take(s) else {
+        panic!("pending event drained after close")
+    };
+    assert_eq!(names(&ev), ["a"]);
+    assert_eq!(bc.take(s), Delivery::Closed);
+}
+
+#[test]
+fn broadcast_unsubscribe_returns_the_backlog() {
+    let mut bc = Broadcast::new();
+    let s = bc.subscribe(None);
+    bc.publish(&Event::with_node("a", NodeStatus::Up, "h", 1));
+    assert_eq!(bc.unsubscribe(s).map(|e| e.len()), Some(1));
+    assert!(bc.is_empty());
+    assert_eq!(bc.take(s), Delivery::Closed);
+}
+
+trait IntoEvent {
+    fn into_event(self) -> Event;
+}
+
+impl IntoEvent for NodeInfo {
+    fn into_event(self) -> Event {
+        std::iter::once(self).collect()
+    }
+}
+
+// ---- Properties ----
+
+fn arb_node() -> impl Strategy<Value = NodeInfo> {
+    (0..8u8, any::<bool>(), 0..3u8, 0..4u16).prop_map(|(name, is_up, host, port)| {
+        let status = if is_up {
+            NodeStatus::Up
+        } else {
+            NodeStatus::Down
+        };
+        NodeInfo::new(format!("n{name}"), status, format!("10.0.0.{host}"), port)
+    })
+}
+
+fn arb_event() -> impl Strategy<Value = Event> {
+    prop::collection::vec(arb_node(), 0..6).prop_map(|nodes| nodes.into_iter().collect())
+}
+
+fn apply_all(events: impl IntoIterator<Item = Event>) -> Event {
+    let mut state = Book::new();
+    for ev in events {
+        state.update_inc(ev);
+    }
+    state.full()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Coalescing any split of a sequence and applying the parts gives the same final
+    /// state as applying every event one by one.
+    #[test]
+    fn coalescing_any_split_keeps_the_final_state(
+        events in prop::collection::vec(arb_event(), 0..40),
+        cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..8),
+    ) {
+        let mut cut_points: Vec<usize> = cuts.iter().map(|c| c.index(events.len() + 1)).collect();
+        cut_points.push(0);
+        cut_points.push(events.len());
+        cut_points.sort_unstable();
+        cut_points.dedup();
+        let coalesced = cut_points.windows(2).filter_map(|w| coalesce(events[w[0]..w[1]].iter().cloned()));
+        prop_assert_eq!(apply_all(coalesced), apply_all(events.clone()));
+    }
+
+    /// `update_full` then `full()` returns exactly the up nodes given (the last per name).
+    #[test]
+    fn update_full_then_full_is_the_up_nodes_given(
+        before in prop::collection::vec(arb_node(), 0..10),
+        list in prop::collection::vec(arb_node(), 0..10),
+    ) {
+        let mut book = Book::new();
+        book.update_full(before);
+        book.update_full(list.clone());
+        let given: Event = list.into_iter().filter(NodeInfo::is_up).collect();
+        prop_assert_eq!(book.full(), given);
+    }
+
+    /// The changes the book reports, applied to the state before, give the state after.
+    #[test]
+    fn book_changes_replay_to_the_same_state(events in prop::collection::vec(arb_event(), 0..30)) {
+        let mut book = Book::new();
+        let mut replica = Book::new();
+        for ev in events {
+            if let Some(change) = book.update_inc(ev) {
+                prop_assert!(replica.update_inc(change).is_some(), "a reported change is a change");
+            }
+            prop_assert_eq!(replica.full(), book.full());
+        }
+    }
+
+    /// Events survive the wire unchanged.
+    #[test]
+    fn event_encoding_round_trips(ev in arb_event()) {
+        let bytes = crate::codec::encode(&ev, "event").unwrap();
+        prop_assert_eq!(crate::codec::decode::<Event>(&bytes, "event").unwrap(), ev);
+    }
+
+    /// Arbitrary bytes decode to an event or an error, never a panic.
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+        let _ = crate::codec::decode::<Event>(&bytes, "event");
+    }
+}

@@ -1,0 +1,28 @@
+//! Receptor's event model and the transport that carries it between processes.
+//!
+//! Host and plugins share this crate: the events they exchange, the bookkeeping that
+//! turns full node lists into changes, and the two channels between a plugin process and
+//! the host (a control socket for the life cycle, shared-memory rings for the events).
+//! Nearly all of the workspace's `unsafe` code lives here, fenced in [`sys`].
+//!
+//! # Layout
+//! - [`event`]: `NodeInfo`, `NodeStatus`, `Event`, the per-watcher `Book`, backlog
+//!   coalescing and the broadcast to many subscribers.
+//! - [`codec`]: bincode encoding of events and batches, with size limits for untrusted input.
+//! - [`sys`]: the raw OS calls (shared memory, named semaphores) and their `unsafe`.
+//! - [`shm`]: `SharedSegment`, a safe owner of a named shared-memory segment.
+//! - [`semaphore`]: `NamedSemaphore`, a safe owner of a named POSIX semaphore.
+//! - [`names`]: the `/dev/shm` naming scheme and `sweep_stale` for names of dead hosts.
+//! - [`ring`]: `ShmRing`, the single-producer single-consumer record ring.
+//! - [`control`]: the control protocol: frames, handshake, requests and both ends.
+#![deny(clippy::undocumented_unsafe_blocks)]
+#![warn(missing_docs)]
+
+pub mod codec;
+pub mod control;
+pub mod event;
+pub mod names;
+pub mod ring;
+pub mod semaphore;
+pub mod shm;
+pub mod sys;
