@@ -1,0 +1,13 @@
+//! Receptor's host: the configuration it runs, the plugins it starts, and (with the
+//! end-to-end work) the actor system that moves events from watchers to reactors.
+//!
+//! The binary (`receptor`) loads a [`config::Config`], resolves every plugin type it uses
+//! through [`lookup::PluginCatalog`], and hands both to the actors.
+//!
+//! # Layout
+//! - [`config`]: `Receptor.toml` plus `RECEPTOR_*` overrides, loading and validation.
+//! - [`lookup`]: which built-in or executable serves a plugin type.
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod lookup;

@@ -1,0 +1,35 @@
+//! Logging set-up: every log line goes through `tracing` to stderr.
+
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::LogFormat;
+
+/// The environment variable holding the log filter (env-filter syntax).
+pub const LOG_ENV: &str = "RECEPTOR_LOG";
+
+/// Installs the global subscriber. A malformed `RECEPTOR_LOG` falls back to `info` with a
+/// warning rather than failing the command.
+pub fn init(format: LogFormat) {
+    let (filter, bad_filter) = match std::env::var(LOG_ENV) {
+        Ok(spec) if !spec.trim().is_empty() => match EnvFilter::try_new(&spec) {
+            Ok(filter) => (filter, None),
+            Err(e) => (
+                EnvFilter::new("info"),
+                Some(format!(
+                    "{LOG_ENV}='{spec}' is not a valid filter ({e}); using 'info'"
+                )),
+            ),
+        },
+        _ => (EnvFilter::new("info"), None),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+    if let Some(warning) = bad_filter {
+        tracing::warn!("{warning}");
+    }
+}

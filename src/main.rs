@@ -1,0 +1,30 @@
+//! `receptor`: the service-discovery event pipeline's command line.
+//!
+//! `receptor run` runs the services of a config; `receptor check` validates one;
+//! `receptor plugins` lists the plugin types available. Exit codes: 0 success, 1 a
+//! config or setup error, 2 a failure at run time.
+//!
+//! # Layout
+//! - `cli`: the command-line arguments (clap).
+//! - `logging`: tracing-subscriber set-up (`RECEPTOR_LOG`, `--log-format`).
+//! - `commands`: what each subcommand does.
+
+mod cli;
+mod commands;
+mod logging;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    logging::init(cli.log_format);
+    match commands::dispatch(cli.command.unwrap_or_default()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("error: {:#}", failure.error);
+            ExitCode::from(failure.exit_code())
+        }
+    }
+}
