@@ -7,7 +7,9 @@
 //! # Layout
 //! - [`config`]: `Receptor.toml` plus `RECEPTOR_*` overrides, loading and validation.
 //! - [`lookup`]: which built-in or executable serves a plugin type.
+//! - [`service`]: a service's state and the event hot path through it.
 #![warn(missing_docs)]
 
 pub mod config;
 pub mod lookup;
+pub mod service;

@@ -1,0 +1,234 @@
+//! The state of one service, and the hot path through it.
+//!
+//! Every watcher instance has a [`Book`]; every update it sends goes through that book,
+//! and the real changes go to every reactor instance of the service. Each reactor has an
+//! [`EventSink`] (its shared-memory ring) and a [`Backlog`]: while the sink has room, a
+//! change is encoded once and pushed to every sink; when a sink is full, changes for that
+//! reactor coalesce in its backlog (latest per node wins) until its flusher hands them
+//! over. A slow reactor thus never slows the watchers or the other reactors, and the
+//! memory it costs is bounded by the number of nodes.
+//!
+//! This struct is plain data and logic: the endpoint threads call it under the service's
+//! mutex, and the unit tests call it directly.
+
+use std::collections::BTreeMap;
+
+use ipc::codec;
+use ipc::event::{Backlog, Book, Event, Update};
+
+/// Where a reactor's events go: the producer side of its ring.
+pub trait EventSink: Send {
+    /// Hands over as many of `records` (encoded events, in order) as fit now and returns
+    /// how many it took. `Err` when the reactor side is gone.
+    fn try_push(&mut self, records: &[&[u8]]) -> Result<usize, SinkClosed>;
+}
+
+/// The reactor side of a sink is gone; the reason is for the log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("reactor sink closed: {0}")]
+pub struct SinkClosed(pub String);
+
+/// Counters for the log and the benchmarks.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ServiceStats {
+    /// Updates received from watchers.
+    pub updates_in: u64,
+    /// Change events published to reactors (before fan-out).
+    pub changes_out: u64,
+    /// Events that went to a backlog because a sink was full.
+    pub deferred: u64,
+}
+
+struct ReactorOutput {
+    sink: Option<Box<dyn EventSink>>,
+    backlog: Backlog,
+}
+
+/// What [`ServiceState::apply`] did.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// The real changes published (`None` when the update changed nothing).
+    pub changes: Option<Event>,
+    /// Reactors whose sink was full: their flushers should be woken.
+    pub congested: Vec<String>,
+}
+
+/// What [`ServiceState::flush_reactor`] achieved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Flush {
+    /// Nothing is pending for the reactor.
+    Done,
+    /// The sink is still full; wait for space and try again.
+    Pending,
+    /// The reactor is not connected (or its sink closed): nothing to do until it is.
+    Disconnected,
+}
+
+/// Books, reactor outputs and counters of one service.
+pub struct ServiceState {
+    name: String,
+    books: BTreeMap<String, Book>,
+    reactors: BTreeMap<String, ReactorOutput>,
+    stats: ServiceStats,
+    buf: Vec<u8>,
+}
+
+impl ServiceState {
+    /// A service with no watchers or reactors yet.
+    pub fn new(name: impl Into<String>) -> Self {
+        ServiceState {
+            name: name.into(),
+            books: BTreeMap::new(),
+            reactors: BTreeMap::new(),
+            stats: ServiceStats::default(),
+            buf: Vec::with_capacity(256),
+        }
+    }
+
+    /// The service's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> ServiceStats {
+        self.stats
+    }
+
+    /// Every node up now, across all watchers (for a watcher reporting a node another
+    /// watcher also reports, the later watcher by instance name wins).
+    pub fn current(&self) -> Event {
+        let mut all = Event::new();
+        for book in self.books.values() {
+            all.merge(book.full());
+        }
+        all
+    }
+
+    /// Applies a watcher's update and publishes the real changes to every reactor.
+    pub fn apply(&mut self, watcher: &str, update: Update) -> Applied {
+        self.stats.updates_in += 1;
+        let book = match self.books.get_mut(watcher) {
+            Some(book) => book,
+            None => self.books.entry(watcher.to_owned()).or_default(),
+        };
+        match book.apply(update) {
+            Some(changes) => Applied {
+                congested: self.publish(&changes),
+                changes: Some(changes),
+            },
+            None => Applied::default(),
+        }
+    }
+
+    /// Sends `changes` to every reactor: straight into its sink when its backlog is empty
+    /// and the sink has room, else into its backlog. Returns the reactors that now have
+    /// a backlog (their flushers should be woken).
+    pub fn publish(&mut self, changes: &Event) -> Vec<String> {
+        if changes.is_empty() {
+            return Vec::new();
+        }
+        self.stats.changes_out += 1;
+        self.buf.clear();
+        // Encoding an Event into a Vec cannot fail (no size limit on encode).
+        codec::encode_into(changes, &mut self.buf, "event").expect("events always encode");
+        let mut congested = Vec::new();
+        for (name, out) in &mut self.reactors {
+            let delivered = match (&mut out.sink, out.backlog.is_empty()) {
+                (Some(sink), true) => match sink.try_push(&[&self.buf]) {
+                    Ok(1) => true,
+                    Ok(_) => false,
+                    Err(e) => {
+                        tracing::warn!(service = %self.name, reactor = %name, "{e}; keeping its events until it reconnects");
+                        out.sink = None;
+                        false
+                    }
+                },
+                _ => false,
+            };
+            if !delivered {
+                self.stats.deferred += 1;
+                out.backlog.push(changes.clone());
+                if out.sink.is_some() {
+                    congested.push(name.clone());
+                }
+            }
+        }
+        congested
+    }
+
+    /// Connects (or reconnects) a reactor. A reactor that connects after events have
+    /// flowed (a restart) first gets the full current state, then the live stream.
+    pub fn attach_reactor(&mut self, reactor: &str, sink: Box<dyn EventSink>) -> Flush {
+        let current = self.current();
+        let out = self
+            .reactors
+            .entry(reactor.to_owned())
+            .or_insert_with(|| ReactorOutput {
+                sink: None,
+                backlog: Backlog::new(),
+            });
+        // Whatever was pending for the old process is superseded by the current state.
+        out.backlog = Backlog::new();
+        out.backlog.push(current);
+        out.sink = Some(sink);
+        self.flush_reactor(reactor)
+    }
+
+    /// Disconnects a reactor (its process died or it is closing); events for it
+    /// accumulate, coalesced, until it reconnects.
+    pub fn detach_reactor(&mut self, reactor: &str) {
+        if let Some(out) = self.reactors.get_mut(reactor) {
+            out.sink = None;
+        }
+    }
+
+    /// Removes a reactor for good.
+    pub fn remove_reactor(&mut self, reactor: &str) {
+        self.reactors.remove(reactor);
+    }
+
+    /// Hands a reactor's backlog to its sink if there is room.
+    pub fn flush_reactor(&mut self, reactor: &str) -> Flush {
+        let Some(out) = self.reactors.get_mut(reactor) else {
+            return Flush::Disconnected;
+        };
+        let Some(sink) = &mut out.sink else {
+            return Flush::Disconnected;
+        };
+        let Some(pending) = out.backlog.take() else {
+            return Flush::Done;
+        };
+        self.buf.clear();
+        codec::encode_into(&pending, &mut self.buf, "event").expect("events always encode");
+        match sink.try_push(&[&self.buf]) {
+            Ok(1) => Flush::Done,
+            Ok(_) => {
+                out.backlog.restore(pending);
+                Flush::Pending
+            }
+            Err(e) => {
+                tracing::warn!(service = %self.name, %reactor, "{e}");
+                out.sink = None;
+                out.backlog.restore(pending);
+                Flush::Disconnected
+            }
+        }
+    }
+
+    /// Whether a reactor has events waiting for room in its sink.
+    pub fn is_congested(&self, reactor: &str) -> bool {
+        self.reactors
+            .get(reactor)
+            .is_some_and(|out| !out.backlog.is_empty())
+    }
+
+    /// Forgets a watcher's book (its instance was removed). Its nodes are not reported
+    /// down: a watcher that restarts keeps its nodes until it reports again.
+    pub fn remove_watcher(&mut self, watcher: &str) {
+        self.books.remove(watcher);
+    }
+}
+
+#[cfg(test)]
+mod tests;

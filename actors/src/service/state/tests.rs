@@ -1,0 +1,197 @@
+use std::sync::{Arc, Mutex};
+
+use ipc::event::{NodeInfo, NodeStatus};
+
+use super::*;
+
+/// A sink with room for `capacity` records, recording what it received.
+#[derive(Clone, Default)]
+struct VecSink {
+    inner: Arc<Mutex<SinkInner>>,
+}
+
+#[derive(Default)]
+struct SinkInner {
+    received: Vec<Event>,
+    capacity: usize,
+    closed: bool,
+}
+
+impl VecSink {
+    fn with_capacity(capacity: usize) -> Self {
+        let sink = VecSink::default();
+        sink.inner.lock().unwrap().capacity = capacity;
+        sink
+    }
+
+    /// Takes what was received and frees the room it used.
+    fn take(&self) -> Vec<Event> {
+        let mut inner = self.inner.lock().unwrap();
+        inner.capacity += inner.received.len();
+        std::mem::take(&mut inner.received)
+    }
+
+    fn close(&self) {
+        self.inner.lock().unwrap().closed = true;
+    }
+}
+
+impl EventSink for VecSink {
+    fn try_push(&mut self, records: &[&[u8]]) -> Result<usize, SinkClosed> {
+        let mut inner = self.inner.lock().unwrap();
+        if inner.closed {
+            return Err(SinkClosed("test sink closed".into()));
+        }
+        let n = records.len().min(inner.capacity);
+        for record in &records[..n] {
+            inner.received.push(codec::decode(record, "event").unwrap());
+        }
+        inner.capacity -= n;
+        Ok(n)
+    }
+}
+
+fn up(name: &str, port: u16) -> Update {
+    Update::Incremental(Event::with_node(name, NodeStatus::Up, "10.0.0.1", port))
+}
+
+fn down(name: &str) -> Update {
+    Update::Incremental(Event::with_node(name, NodeStatus::Down, "10.0.0.1", 1))
+}
+
+/// Applies the events a reactor received to a book: the reactor's view of the world.
+fn view(events: &[Event]) -> Event {
+    let mut book = Book::new();
+    for ev in events {
+        book.update_inc(ev.clone());
+    }
+    book.full()
+}
+
+#[test]
+fn changes_reach_every_reactor_and_repeats_are_dropped() {
+    let mut svc = ServiceState::new("web");
+    let (a, b) = (VecSink::with_capacity(100), VecSink::with_capacity(100));
+    svc.attach_reactor("a", Box::new(a.clone()));
+    svc.attach_reactor("b", Box::new(b.clone()));
+    assert!(svc.apply("w", up("n1", 1)).changes.is_some());
+    assert!(
+        svc.apply("w", up("n1", 1)).changes.is_none(),
+        "a repeated up is not a change"
+    );
+    assert!(
+        svc.apply("w", down("n2")).changes.is_none(),
+        "a down for a node never seen is not a change"
+    );
+    assert_eq!(a.take().len(), 1);
+    assert_eq!(b.take().len(), 1);
+    assert_eq!(svc.stats().updates_in, 3);
+    assert_eq!(svc.stats().changes_out, 1);
+}
+
+#[test]
+fn a_full_reactor_coalesces_without_holding_the_others() {
+    let mut svc = ServiceState::new("web");
+    let (fast, slow) = (VecSink::with_capacity(1000), VecSink::with_capacity(1));
+    svc.attach_reactor("fast", Box::new(fast.clone()));
+    svc.attach_reactor("slow", Box::new(slow.clone()));
+    let mut congested = Vec::new();
+    for i in 0..50u16 {
+        let update = if i % 2 == 0 { up("n", i) } else { down("n") };
+        congested.extend(svc.apply("w", update).congested);
+    }
+    assert!(
+        congested.iter().all(|r| r == "slow") && !congested.is_empty(),
+        "{congested:?}"
+    );
+    assert_eq!(fast.take().len(), 50, "the fast reactor got every change");
+    assert!(svc.is_congested("slow"));
+    // The slow reactor catches up: its backlog arrives as one coalesced event.
+    let first = slow.take();
+    assert_eq!(first.len(), 1);
+    assert_eq!(svc.flush_reactor("slow"), Flush::Done);
+    let rest = slow.take();
+    assert_eq!(rest.len(), 1, "the backlog was coalesced into one event");
+    let all: Vec<Event> = first.into_iter().chain(rest).collect();
+    assert_eq!(
+        view(&all),
+        svc.current(),
+        "the slow reactor ends at the true final state"
+    );
+    assert!(!svc.is_congested("slow"));
+}
+
+#[test]
+fn flush_waits_while_the_sink_is_full() {
+    let mut svc = ServiceState::new("web");
+    let sink = VecSink::with_capacity(0);
+    assert_eq!(
+        svc.attach_reactor("r", Box::new(sink.clone())),
+        Flush::Done,
+        "nothing to send yet"
+    );
+    svc.apply("w", up("n1", 1));
+    assert_eq!(svc.flush_reactor("r"), Flush::Pending);
+    sink.inner.lock().unwrap().capacity = 1;
+    assert_eq!(svc.flush_reactor("r"), Flush::Done);
+    assert_eq!(view(&sink.take()), svc.current());
+}
+
+#[test]
+fn a_restarted_reactor_gets_the_full_state_first() {
+    let mut svc = ServiceState::new("web");
+    let old = VecSink::with_capacity(100);
+    svc.attach_reactor("r", Box::new(old.clone()));
+    svc.apply("w1", up("n1", 1));
+    svc.apply("w2", up("n2", 2));
+    old.close();
+    svc.apply("w1", down("n1")); // the reactor is gone: this waits in its backlog
+    svc.apply("w2", up("n3", 3));
+    let fresh = VecSink::with_capacity(100);
+    assert_eq!(
+        svc.attach_reactor("r", Box::new(fresh.clone())),
+        Flush::Done
+    );
+    svc.apply("w1", up("n4", 4));
+    let received = fresh.take();
+    assert_eq!(received.len(), 2, "the state first, then the live stream");
+    let names: Vec<&str> = received[0].nodes().map(|n| n.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["n2", "n3"],
+        "the first event is the full current state"
+    );
+    assert!(received[0].nodes().all(NodeInfo::is_up));
+    assert_eq!(view(&received), svc.current());
+}
+
+#[test]
+fn a_full_update_reconciles_a_watchers_nodes() {
+    let mut svc = ServiceState::new("web");
+    let sink = VecSink::with_capacity(100);
+    svc.attach_reactor("r", Box::new(sink.clone()));
+    svc.apply("w", up("a", 1));
+    svc.apply("w", up("b", 2));
+    let list: Event = [NodeInfo::new("b", NodeStatus::Up, "10.0.0.1", 2)]
+        .into_iter()
+        .collect();
+    let changes = svc.apply("w", Update::Full(list)).changes.unwrap();
+    assert_eq!(changes.get("a").map(|n| n.status), Some(NodeStatus::Down));
+    assert_eq!(changes.len(), 1);
+    assert_eq!(view(&sink.take()), svc.current());
+}
+
+#[test]
+fn events_for_a_disconnected_reactor_wait_coalesced() {
+    let mut svc = ServiceState::new("web");
+    let sink = VecSink::with_capacity(100);
+    svc.attach_reactor("r", Box::new(sink.clone()));
+    svc.detach_reactor("r");
+    let congested = svc.publish(&Event::with_node("x", NodeStatus::Up, "h", 1));
+    assert!(
+        congested.is_empty(),
+        "no flusher to wake for a disconnected reactor"
+    );
+    assert_eq!(svc.flush_reactor("r"), Flush::Disconnected);
+    assert!(sink.take().is_empty());
+}
