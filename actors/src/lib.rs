@@ -7,9 +7,11 @@
 //! # Layout
 //! - [`config`]: `Receptor.toml` plus `RECEPTOR_*` overrides, loading and validation.
 //! - [`lookup`]: which built-in or executable serves a plugin type.
+//! - [`plugin`]: plugin processes: spawning, output, stopping.
 //! - [`service`]: a service's state and the event hot path through it.
 #![warn(missing_docs)]
 
 pub mod config;
 pub mod lookup;
+pub mod plugin;
 pub mod service;
