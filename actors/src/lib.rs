@@ -6,12 +6,14 @@
 //!
 //! # Layout
 //! - [`config`]: `Receptor.toml` plus `RECEPTOR_*` overrides, loading and validation.
+//! - [`endpoint`]: watcher and reactor sessions: the threads that move events.
 //! - [`lookup`]: which built-in or executable serves a plugin type.
 //! - [`plugin`]: plugin processes: spawning, output, stopping.
 //! - [`service`]: a service's state and the event hot path through it.
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod endpoint;
 pub mod lookup;
 pub mod plugin;
 pub mod service;

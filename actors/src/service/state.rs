@@ -21,6 +21,9 @@ pub trait EventSink: Send {
     /// Hands over as many of `records` (encoded events, in order) as fit now and returns
     /// how many it took. `Err` when the reactor side is gone.
     fn try_push(&mut self, records: &[&[u8]]) -> Result<usize, SinkClosed>;
+
+    /// Whether the reactor has read everything pushed so far.
+    fn is_consumed(&self) -> bool;
 }
 
 /// The reactor side of a sink is gone; the reason is for the log.
@@ -214,6 +217,23 @@ impl ServiceState {
                 Flush::Disconnected
             }
         }
+    }
+
+    /// Whether a reactor has received everything: no backlog, and its sink consumed.
+    /// A disconnected reactor counts as drained (nothing can reach it now).
+    pub fn is_drained(&self, reactor: &str) -> bool {
+        match self.reactors.get(reactor) {
+            Some(ReactorOutput {
+                sink: Some(sink),
+                backlog,
+            }) => backlog.is_empty() && sink.is_consumed(),
+            _ => true,
+        }
+    }
+
+    /// The names of the connected reactors.
+    pub fn reactor_names(&self) -> Vec<String> {
+        self.reactors.keys().cloned().collect()
     }
 
     /// Whether a reactor has events waiting for room in its sink.

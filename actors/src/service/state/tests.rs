@@ -49,6 +49,10 @@ impl EventSink for VecSink {
         inner.capacity -= n;
         Ok(n)
     }
+
+    fn is_consumed(&self) -> bool {
+        self.inner.lock().unwrap().received.is_empty()
+    }
 }
 
 fn up(name: &str, port: u16) -> Update {

@@ -1,0 +1,189 @@
+//! The threads that move events: a pump per watcher session, a flusher per reactor.
+//!
+//! These run beside the actors, never on an arbiter: a wait on a ring is a blocking
+//! wait. The pump drains a watcher's ring in batches, takes the service lock once per
+//! batch, and applies every update (book, fan-out into the reactor rings). An event thus
+//! crosses from a watcher's ring into the reactors' rings on one thread, with no actor
+//! mailbox and no hand-off in between: one wake-up on the host side, one in the reactor.
+//! A reactor's flusher sleeps until that reactor's ring was found full, then hands its
+//! coalesced backlog over as space frees.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use ipc::codec;
+use ipc::event::Update;
+
+use crate::service::{EventSink, Flush, ServiceState};
+
+/// How long one wait on a ring lasts before the stop flag is checked again.
+pub const WAIT_SLICE: Duration = Duration::from_millis(100);
+
+/// What the host needs of a watcher session's ring: the consumer side.
+pub trait WatcherRing: Send {
+    /// Waits up to `timeout` for records, then hands every record available to `each`.
+    /// `Ok(n)`: `n` records were handed over (0 on timeout). `Err`: the session is over.
+    fn drain(
+        &mut self,
+        timeout: Duration,
+        each: &mut dyn FnMut(&[u8]),
+    ) -> Result<usize, SessionEnd>;
+}
+
+/// What the host needs of a reactor session's ring: the producer side.
+pub trait ReactorRing: EventSink + 'static {
+    /// A handle that waits (up to a timeout) until the ring may have room again, usable
+    /// while the ring itself sits in the service state.
+    fn space_waiter(&self) -> Box<dyn Fn(Duration) + Send + Sync>;
+}
+
+/// Why a session stopped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SessionEnd {
+    /// The plugin closed its end: the endpoint finished.
+    #[error("the plugin closed the session")]
+    Finished,
+    /// The host asked the session to stop.
+    #[error("stopped by the host")]
+    Stopped,
+    /// The plugin's end is gone (the process died) or broke the protocol.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// The service's state plus the wake-up signal of every reactor's flusher.
+pub struct ServiceCore {
+    state: Mutex<ServiceState>,
+    flushers: Mutex<std::collections::BTreeMap<String, Arc<Wake>>>,
+}
+
+impl ServiceCore {
+    /// A core around a service's state.
+    pub fn new(state: ServiceState) -> Arc<Self> {
+        Arc::new(ServiceCore {
+            state: Mutex::new(state),
+            flushers: Mutex::new(Default::default()),
+        })
+    }
+
+    /// Locks the service state. A panic while it was held cannot leave a book half
+    /// updated in a way that matters more than stopping would, so poisoning is ignored.
+    pub fn lock(&self) -> MutexGuard<'_, ServiceState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn wake_flushers(&self, reactors: &[String]) {
+        if reactors.is_empty() {
+            return;
+        }
+        let flushers = self.flushers.lock().unwrap_or_else(PoisonError::into_inner);
+        for reactor in reactors {
+            if let Some(wake) = flushers.get(reactor) {
+                wake.set();
+            }
+        }
+    }
+}
+
+/// A sticky wake-up flag with a condvar: `set` from anywhere, `wait` on one thread.
+#[derive(Default)]
+pub struct Wake {
+    flag: Mutex<bool>,
+    cond: Condvar,
+}
+
+impl Wake {
+    /// Raises the flag and wakes the waiter.
+    pub fn set(&self) {
+        *self.flag.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        self.cond.notify_one();
+    }
+
+    /// Waits up to `timeout` for the flag, clearing it; returns whether it was raised.
+    pub fn wait(&self, timeout: Duration) -> bool {
+        let flag = self.flag.lock().unwrap_or_else(PoisonError::into_inner);
+        let (mut flag, _) = self
+            .cond
+            .wait_timeout_while(flag, timeout, |raised| !*raised)
+            .unwrap_or_else(PoisonError::into_inner);
+        std::mem::take(&mut *flag)
+    }
+}
+
+/// Runs a watcher session until it ends: drains the ring, applies the updates.
+pub fn pump_watcher(
+    mut ring: Box<dyn WatcherRing>,
+    core: Arc<ServiceCore>,
+    watcher: String,
+    stop: Arc<AtomicBool>,
+) -> SessionEnd {
+    let mut updates: Vec<Update> = Vec::with_capacity(256);
+    let mut bad_frame: Option<String> = None;
+    loop {
+        if stop.load(Ordering::Acquire) {
+            return SessionEnd::Stopped;
+        }
+        let drained = ring.drain(WAIT_SLICE, &mut |record| {
+            if bad_frame.is_some() {
+                return;
+            }
+            match codec::decode::<Update>(record, "watcher update") {
+                Ok(update) => updates.push(update),
+                Err(e) => bad_frame = Some(e.to_string()),
+            }
+        });
+        if !updates.is_empty() {
+            let mut congested = Vec::new();
+            {
+                let mut state = core.lock();
+                for update in updates.drain(..) {
+                    congested.extend(state.apply(&watcher, update).congested);
+                }
+            }
+            congested.sort_unstable();
+            congested.dedup();
+            core.wake_flushers(&congested);
+        }
+        if let Some(e) = bad_frame.take() {
+            return SessionEnd::Failed(e);
+        }
+        if let Err(end) = drained {
+            return end;
+        }
+    }
+}
+
+/// Connects a reactor's ring to the service and runs its flusher until `stop`.
+///
+/// The ring goes into the service state (the pumps push into it directly); this thread
+/// only hands over backlogs when the ring was full.
+pub fn run_reactor_flusher(
+    ring: Box<dyn ReactorRing>,
+    core: Arc<ServiceCore>,
+    reactor: String,
+    stop: Arc<AtomicBool>,
+) {
+    let wait_for_space = ring.space_waiter();
+    let wake = Arc::new(Wake::default());
+    core.flushers
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(reactor.clone(), wake.clone());
+    let mut pending = core.lock().attach_reactor(&reactor, ring) == Flush::Pending;
+    while !stop.load(Ordering::Acquire) {
+        if !pending {
+            pending = wake.wait(WAIT_SLICE);
+            continue;
+        }
+        match core.lock().flush_reactor(&reactor) {
+            Flush::Pending => wait_for_space(WAIT_SLICE),
+            Flush::Done | Flush::Disconnected => pending = false,
+        }
+    }
+    core.lock().detach_reactor(&reactor);
+    core.flushers
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .remove(&reactor);
+}

@@ -1,0 +1,220 @@
+//! The pump and the flusher over in-memory rings.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ipc::codec;
+use ipc::event::{Book, Event, NodeStatus, Update};
+
+use super::session::*;
+use crate::service::{EventSink, ServiceState, SinkClosed};
+
+/// A watcher ring fed from a channel; `None` on the channel means the plugin closed it.
+struct ChannelRing(Receiver<Option<Vec<u8>>>);
+
+impl WatcherRing for ChannelRing {
+    fn drain(
+        &mut self,
+        timeout: Duration,
+        each: &mut dyn FnMut(&[u8]),
+    ) -> Result<usize, SessionEnd> {
+        let mut n = 0;
+        let first = match self.0.recv_timeout(timeout) {
+            Ok(msg) => msg,
+            Err(mpsc::RecvTimeoutError::Timeout) => return Ok(0),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(SessionEnd::Failed("peer gone".into()))
+            }
+        };
+        for msg in std::iter::once(first).chain(std::iter::from_fn(|| self.0.try_recv().ok())) {
+            match msg {
+                Some(record) => {
+                    each(&record);
+                    n += 1;
+                }
+                None => return Err(SessionEnd::Finished),
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// A reactor ring with a capacity the test controls.
+#[derive(Clone, Default)]
+struct SharedRing {
+    inner: Arc<Mutex<(Vec<Event>, usize)>>,
+}
+
+impl SharedRing {
+    fn set_capacity(&self, capacity: usize) {
+        self.inner.lock().unwrap().1 = capacity;
+    }
+
+    fn received(&self) -> Vec<Event> {
+        self.inner.lock().unwrap().0.clone()
+    }
+}
+
+impl EventSink for SharedRing {
+    fn try_push(&mut self, records: &[&[u8]]) -> Result<usize, SinkClosed> {
+        let mut inner = self.inner.lock().unwrap();
+        let n = records.len().min(inner.1);
+        for r in &records[..n] {
+            inner.0.push(codec::decode(r, "event").unwrap());
+        }
+        inner.1 -= n;
+        Ok(n)
+    }
+
+    fn is_consumed(&self) -> bool {
+        true
+    }
+}
+
+impl ReactorRing for SharedRing {
+    fn space_waiter(&self) -> Box<dyn Fn(Duration) + Send + Sync> {
+        Box::new(|d| std::thread::sleep(d.min(Duration::from_millis(1))))
+    }
+}
+
+fn record(update: &Update) -> Option<Vec<u8>> {
+    Some(codec::encode(update, "update").unwrap())
+}
+
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn final_view(events: &[Event]) -> Event {
+    let mut book = Book::new();
+    for ev in events {
+        book.update_inc(ev.clone());
+    }
+    book.full()
+}
+
+fn start_pump(
+    core: &Arc<ServiceCore>,
+) -> (Sender<Option<Vec<u8>>>, std::thread::JoinHandle<SessionEnd>) {
+    let (tx, rx) = mpsc::channel();
+    let core = core.clone();
+    let pump = std::thread::spawn(move || {
+        pump_watcher(
+            Box::new(ChannelRing(rx)),
+            core,
+            "w".into(),
+            Arc::new(AtomicBool::new(false)),
+        )
+    });
+    (tx, pump)
+}
+
+#[test]
+fn pump_applies_updates_and_ends_when_the_plugin_closes() {
+    let core = ServiceCore::new(ServiceState::new("web"));
+    let ring = SharedRing::default();
+    ring.set_capacity(100);
+    let stop = Arc::new(AtomicBool::new(false));
+    let flusher = {
+        let (core, ring, stop) = (core.clone(), ring.clone(), stop.clone());
+        std::thread::spawn(move || run_reactor_flusher(Box::new(ring), core, "r".into(), stop))
+    };
+    wait_until("the reactor to attach", || {
+        core.lock().reactor_names() == ["r"]
+    });
+    let (tx, pump) = start_pump(&core);
+    tx.send(record(&Update::Incremental(Event::with_node(
+        "a",
+        NodeStatus::Up,
+        "h",
+        1,
+    ))))
+    .unwrap();
+    tx.send(record(&Update::Incremental(Event::with_node(
+        "a",
+        NodeStatus::Up,
+        "h",
+        1,
+    ))))
+    .unwrap();
+    tx.send(record(&Update::Full(Event::with_node(
+        "b",
+        NodeStatus::Up,
+        "h",
+        2,
+    ))))
+    .unwrap();
+    tx.send(None).unwrap();
+    assert_eq!(pump.join().unwrap(), SessionEnd::Finished);
+    assert_eq!(
+        ring.received().len(),
+        2,
+        "the repeat was dropped: {:?}",
+        ring.received()
+    );
+    assert_eq!(final_view(&ring.received()), core.lock().current());
+    stop.store(true, Ordering::Release);
+    flusher.join().unwrap();
+    assert!(core.lock().reactor_names().is_empty() || core.lock().is_drained("r"));
+}
+
+#[test]
+fn flusher_delivers_the_backlog_once_the_ring_has_room() {
+    let core = ServiceCore::new(ServiceState::new("web"));
+    let ring = SharedRing::default(); // no room at first
+    let stop = Arc::new(AtomicBool::new(false));
+    let flusher = {
+        let (core, ring, stop) = (core.clone(), ring.clone(), stop.clone());
+        std::thread::spawn(move || run_reactor_flusher(Box::new(ring), core, "r".into(), stop))
+    };
+    wait_until("the reactor to attach", || {
+        core.lock().reactor_names() == ["r"]
+    });
+    let (tx, pump) = start_pump(&core);
+    for port in 0..20 {
+        tx.send(record(&Update::Incremental(Event::with_node(
+            "a",
+            NodeStatus::Up,
+            "h",
+            port,
+        ))))
+        .unwrap();
+    }
+    wait_until("the backlog to form", || {
+        core.lock().stats().updates_in == 20
+    });
+    assert!(ring.received().is_empty());
+    ring.set_capacity(1);
+    wait_until("the flusher to deliver", || ring.received().len() == 1);
+    assert_eq!(
+        ring.received()[0].get("a").unwrap().port,
+        19,
+        "one coalesced event with the final state"
+    );
+    tx.send(None).unwrap();
+    pump.join().unwrap();
+    stop.store(true, Ordering::Release);
+    flusher.join().unwrap();
+}
+
+#[test]
+fn a_bad_frame_fails_the_session_and_a_stop_ends_it() {
+    let core = ServiceCore::new(ServiceState::new("web"));
+    let (tx, pump) = start_pump(&core);
+    tx.send(Some(vec![0xff, 0xff, 0xff])).unwrap();
+    match pump.join().unwrap() {
+        SessionEnd::Failed(reason) => assert!(reason.contains("watcher update"), "{reason}"),
+        other => panic!("expected a failure, got {other:?}"),
+    }
+
+    let (_tx, rx) = mpsc::channel();
+    let stop = Arc::new(AtomicBool::new(true));
+    let end = pump_watcher(Box::new(ChannelRing(rx)), core, "w".into(), stop);
+    assert_eq!(end, SessionEnd::Stopped);
+}
