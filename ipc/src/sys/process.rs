@@ -1,0 +1,1 @@
+//! OS calls about child processes (being written: see issue 4).
