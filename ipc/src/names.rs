@@ -1,1 +1,140 @@
-//! (being written: see issue 4)
+//! The names of Receptor's shared-memory segments and semaphores, and the sweep that
+//! removes the ones a dead host left behind.
+//!
+//! Every ring gets a base name `receptor-<host pid>-<16 random hex digits>`:
+//! - the segment is `/<base>` (on Linux the file `/dev/shm/<base>`),
+//! - its semaphores are `/<base>-<role>` (the files `/dev/shm/sem.<base>-<role>`).
+//!
+//! The pid says whose the names are, so a host starting after a crash can remove what a
+//! dead host left ([`sweep_stale`]) and never touch a live host's. The random part, 64
+//! bits from the OS's generator, keeps other local users from guessing a name before it
+//! exists; the 0600 mode keeps them out once it does.
+
+use std::io;
+use std::path::Path;
+
+/// Every name of ours starts with this.
+pub const PREFIX: &str = "receptor-";
+
+/// Where Linux keeps POSIX shared memory and named semaphores.
+pub const SHM_DIR: &str = "/dev/shm";
+
+/// A fresh base name owned by this process.
+pub fn new_base() -> String {
+    format!(
+        "{PREFIX}{}-{:016x}",
+        std::process::id(),
+        rand::random::<u64>()
+    )
+}
+
+/// The segment name (for `shm_open`) of a base name.
+pub fn segment_name(base: &str) -> String {
+    format!("/{base}")
+}
+
+/// The semaphore name (for `sem_open`) of a base name and a role such as `data`.
+pub fn semaphore_name(base: &str, role: &str) -> String {
+    format!("/{base}-{role}")
+}
+
+/// Checks that a base name received from another process is one of ours: the prefix, a
+/// pid, a dash and 16 hex digits, nothing else (no slashes, no dots).
+pub fn check_base(base: &str) -> Result<(), String> {
+    let bad = || {
+        format!("'{base}' is not a receptor ring name (expected receptor-<pid>-<16 hex digits>)")
+    };
+    let rest = base.strip_prefix(PREFIX).ok_or_else(bad)?;
+    let (pid, random) = rest.split_once('-').ok_or_else(bad)?;
+    let pid_ok = !pid.is_empty() && pid.len() <= 10 && pid.bytes().all(|b| b.is_ascii_digit());
+    let random_ok = random.len() == 16 && random.bytes().all(|b| b.is_ascii_hexdigit());
+    if pid_ok && random_ok {
+        Ok(())
+    } else {
+        Err(bad())
+    }
+}
+
+/// The host pid a `/dev/shm` entry name belongs to, if it is one of ours.
+pub fn owner_pid(entry: &str) -> Option<u32> {
+    let rest = entry
+        .strip_prefix("sem.")
+        .unwrap_or(entry)
+        .strip_prefix(PREFIX)?;
+    let (pid, _) = rest.split_once('-')?;
+    pid.parse().ok()
+}
+
+/// What [`sweep_stale`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Swept {
+    /// Entries removed, their host being dead.
+    pub removed: Vec<String>,
+    /// Entries kept because their host is alive.
+    pub kept: usize,
+}
+
+/// Removes from `/dev/shm` every segment and semaphore of ours whose host pid is dead.
+pub fn sweep_stale() -> io::Result<Swept> {
+    sweep_stale_in(Path::new(SHM_DIR))
+}
+
+/// [`sweep_stale`] over another directory.
+pub fn sweep_stale_in(dir: &Path) -> io::Result<Swept> {
+    let mut swept = Swept::default();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(pid) = owner_pid(name) else { continue };
+        if pid == std::process::id() || crate::sys::process_alive(pid) {
+            swept.kept += 1;
+            continue;
+        }
+        match std::fs::remove_file(entry.path()) {
+            Ok(()) => swept.removed.push(name.to_owned()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(entry = name, "cannot remove stale entry: {e}"),
+        }
+    }
+    if !swept.removed.is_empty() {
+        tracing::info!(
+            removed = swept.removed.len(),
+            "removed shared memory left by dead hosts"
+        );
+    }
+    Ok(swept)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_carry_the_pid_and_pass_the_check() {
+        let base = new_base();
+        check_base(&base).unwrap();
+        assert_eq!(owner_pid(&base), Some(std::process::id()));
+        assert_eq!(
+            owner_pid(&format!("sem.{base}-data")),
+            Some(std::process::id())
+        );
+        assert_eq!(segment_name(&base), format!("/{base}"));
+    }
+
+    #[test]
+    fn foreign_names_are_refused() {
+        for bad in [
+            "",
+            "receptor-",
+            "receptor-12",
+            "receptor-12-xyz",
+            "receptor-1-../../etc/passwd",
+            "other-1-0123456789abcdef",
+            "receptor-a-0123456789abcdef",
+        ] {
+            assert!(check_base(bad).is_err(), "{bad}");
+        }
+        assert_eq!(owner_pid("shmem_1234"), None);
+    }
+}

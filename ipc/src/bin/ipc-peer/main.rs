@@ -5,6 +5,7 @@
 //! message on stderr when it failed.
 
 mod control;
+mod records;
 mod ring;
 
 fn main() {

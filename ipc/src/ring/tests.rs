@@ -1,0 +1,234 @@
+//! In-process tests of the ring: both ends in this process, on a real segment.
+//! Cross-process behaviour (a real peer, SIGKILL) is in `ipc/tests/ring.rs`.
+
+use super::*;
+use crate::shm::SharedSegment;
+use proptest::prelude::*;
+
+fn pair(capacity: usize) -> (RingProducer, RingConsumer) {
+    let producer = RingProducer::create(RingConfig::with_capacity(capacity)).unwrap();
+    let consumer = RingConsumer::open(producer.ring().base()).unwrap();
+    (producer, consumer)
+}
+
+fn drain_all(consumer: &mut RingConsumer) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    consumer.drain(|r| out.push(r.to_vec())).unwrap();
+    out
+}
+
+/// Scribbles on a ring's segment through a second mapping, as a hostile peer would.
+fn scribble(base: &str, offset: usize, bytes: &[u8]) {
+    let segment = SharedSegment::open(&names::segment_name(base)).unwrap();
+    assert!(segment.mapping().write(offset, bytes));
+}
+
+#[test]
+fn records_arrive_in_order_across_many_wraps() {
+    let (mut producer, mut consumer) = pair(4096);
+    let mut next = 0u32;
+    let mut expected = 0u32;
+    while expected < 20_000 {
+        let batch: Vec<Vec<u8>> = (0..7)
+            .map(|i| {
+                let len = ((next + i) % 300) as usize + 4;
+                let mut r = vec![(next + i) as u8; len];
+                r[..4].copy_from_slice(&(next + i).to_le_bytes());
+                r
+            })
+            .collect();
+        let n = producer.try_push_batch(&batch).unwrap();
+        next += n as u32;
+        consumer
+            .drain(|r| {
+                let seq = u32::from_le_bytes(r[..4].try_into().unwrap());
+                assert_eq!(seq, expected);
+                assert_eq!(r.len(), (seq % 300) as usize + 4);
+                assert!(r[4..].iter().all(|&b| b == seq as u8));
+                expected += 1;
+            })
+            .unwrap();
+    }
+    assert!(producer.is_consumed());
+}
+
+#[test]
+fn a_full_ring_says_so_and_resumes_after_a_drain() {
+    let (mut producer, mut consumer) = pair(4096);
+    let record = [7u8; 100];
+    let mut pushed = 0;
+    while producer.try_push(&record).unwrap() {
+        pushed += 1;
+    }
+    assert!(pushed > 10 && pushed < 4096 / 100 + 1, "{pushed}");
+    assert_eq!(drain_all(&mut consumer).len(), pushed);
+    assert!(producer.wait_space(Duration::from_secs(1)).unwrap());
+    assert!(producer.try_push(&record).unwrap());
+}
+
+#[test]
+fn a_record_over_the_limit_is_refused_whole() {
+    let (mut producer, mut consumer) = pair(4096);
+    let max = producer.ring().max_record();
+    let err = producer
+        .try_push_batch(&[vec![1u8; 10], vec![0u8; max + 1]])
+        .unwrap_err();
+    assert_eq!(err, RingError::TooLarge { len: max + 1, max });
+    assert!(
+        drain_all(&mut consumer).is_empty(),
+        "nothing of the refused batch was written"
+    );
+    assert!(
+        producer.try_push(&vec![0u8; max]).unwrap(),
+        "a record of exactly the limit fits"
+    );
+    assert_eq!(drain_all(&mut consumer)[0].len(), max);
+}
+
+#[test]
+fn closing_the_producer_ends_the_stream_after_the_last_record() {
+    let (mut producer, mut consumer) = pair(4096);
+    producer.try_push(b"last").unwrap();
+    drop(producer);
+    assert_eq!(drain_all(&mut consumer), vec![b"last".to_vec()]);
+    assert_eq!(consumer.drain(|_| {}), Err(RingError::Closed));
+    assert!(
+        consumer.wait(Duration::from_secs(5)).unwrap(),
+        "a closed producer wakes the wait"
+    );
+}
+
+#[test]
+fn closing_the_consumer_fails_the_producer() {
+    let (mut producer, consumer) = pair(4096);
+    drop(consumer);
+    assert!(producer.is_closed());
+    assert_eq!(producer.try_push(b"x"), Err(RingError::Closed));
+}
+
+#[test]
+fn a_wait_for_data_is_woken_by_a_push_from_another_thread() {
+    let (mut producer, mut consumer) = pair(4096);
+    let writer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(20));
+        producer.try_push(b"hello").unwrap();
+        producer
+    });
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while got.is_empty() && Instant::now() < deadline {
+        consumer
+            .drain_timeout(Duration::from_secs(1), |r| got.push(r.to_vec()))
+            .unwrap();
+    }
+    assert_eq!(got, vec![b"hello".to_vec()]);
+    drop(writer.join().unwrap());
+}
+
+#[test]
+fn a_waker_ends_a_wait_with_nothing_to_read() {
+    let (_producer, consumer) = pair(4096);
+    let waker = consumer.waker();
+    let kicker = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(20));
+        waker.wake();
+    });
+    let start = Instant::now();
+    assert!(!consumer.wait(Duration::from_secs(30)).unwrap());
+    assert!(start.elapsed() < Duration::from_secs(30));
+    kicker.join().unwrap();
+}
+
+#[test]
+fn names_are_unlinked_when_the_creator_drops() {
+    let (producer, consumer) = pair(4096);
+    let base = producer.ring().base().to_owned();
+    let files = [
+        format!("/dev/shm/{base}"),
+        format!("/dev/shm/sem.{base}-data"),
+        format!("/dev/shm/sem.{base}-space"),
+    ];
+    for file in &files {
+        let mode = std::fs::metadata(file).unwrap().permissions();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(mode.mode() & 0o777, 0o600, "{file}");
+    }
+    drop(consumer);
+    drop(producer);
+    for file in &files {
+        assert!(!std::path::Path::new(file).exists(), "{file} left behind");
+    }
+}
+
+#[test]
+fn a_bad_header_is_refused_on_open_with_the_reason() {
+    let producer = RingProducer::create(RingConfig::with_capacity(4096)).unwrap();
+    let base = producer.ring().base().to_owned();
+    scribble(&base, OFF_VERSION, &7u32.to_le_bytes());
+    let err = RingConsumer::open(&base).unwrap_err().to_string();
+    assert!(err.contains("layout version 7"), "{err}");
+    scribble(&base, OFF_VERSION, &LAYOUT_VERSION.to_le_bytes());
+    scribble(&base, OFF_CAPACITY, &(1u64 << 40).to_le_bytes());
+    let err = RingConsumer::open(&base).unwrap_err().to_string();
+    assert!(err.contains("capacity"), "{err}");
+    scribble(&base, OFF_MAGIC, b"NOTARING");
+    let err = RingConsumer::open(&base).unwrap_err().to_string();
+    assert!(err.contains("bad magic"), "{err}");
+    assert!(RingConsumer::open("receptor-1-../../x").is_err());
+}
+
+#[test]
+fn a_length_past_the_published_data_is_corruption_not_a_panic() {
+    let (mut producer, mut consumer) = pair(4096);
+    producer.try_push(b"0123456789").unwrap();
+    scribble(producer.ring().base(), OFF_DATA, &4000u32.to_le_bytes());
+    let err = consumer.drain(|_| {}).unwrap_err();
+    assert!(matches!(err, RingError::Corrupt { .. }), "{err}");
+    assert_eq!(
+        consumer.drain(|_| {}).unwrap_err(),
+        err,
+        "the ring stays broken"
+    );
+}
+
+#[test]
+fn positions_out_of_order_are_corruption() {
+    let (producer, mut consumer) = pair(4096);
+    scribble(producer.ring().base(), OFF_TAIL, &u64::MAX.to_le_bytes());
+    assert!(matches!(
+        consumer.drain(|_| {}),
+        Err(RingError::Corrupt { .. })
+    ));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(
+        std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(64)
+    ))]
+
+    /// Arbitrary bytes as published data: records or an error, never a panic, and
+    /// every record handed out lies within what was published.
+    #[test]
+    fn parse_survives_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..2048), start in any::<u64>()) {
+        let mut total = 0;
+        let _ = parse(&bytes, start, 4096, 2040, &mut |r: &[u8]| total += r.len());
+        prop_assert!(total <= bytes.len());
+    }
+
+    /// Arbitrary positions and data in a live segment: drain errors or yields, no panic.
+    #[test]
+    fn drain_survives_an_arbitrary_segment(
+        data in proptest::collection::vec(any::<u8>(), 0..4096),
+        tail in any::<u64>(),
+        data_at in 0usize..4096,
+    ) {
+        let (producer, mut consumer) = pair(4096);
+        let base = producer.ring().base().to_owned();
+        let at = data_at.min(4096 - data.len());
+        scribble(&base, OFF_DATA + at, &data);
+        scribble(&base, OFF_TAIL, &tail.to_le_bytes());
+        let mut total = 0;
+        let _ = consumer.drain(|r| total += r.len());
+        prop_assert!(total <= 4096);
+    }
+}
