@@ -584,8 +584,7 @@ impl RingProducer {
                 self.tail += to_end;
             }
             let at = OFF_DATA + (self.tail & (cap - 1)) as usize;
-            m.write(at, &(record.len() as u32).to_le_bytes());
-            m.write(at + LEN_BYTES, record);
+            m.write_prefixed(at, record);
             self.tail += need;
             written += 1;
         }

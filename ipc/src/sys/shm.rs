@@ -95,6 +95,28 @@ impl Mapping {
         true
     }
 
+    /// Writes `src.len()` as a little-endian `u32` at `offset`, then `src` right after
+    /// it (a ring record); false (and nothing written) when it does not fit or the length
+    /// does not fit a `u32`.
+    pub fn write_prefixed(&self, offset: usize, src: &[u8]) -> bool {
+        let Ok(len) = u32::try_from(src.len()) else {
+            return false;
+        };
+        if !self.in_bounds(offset, 4 + src.len()) {
+            return false;
+        }
+        // SAFETY: [offset, offset + 4 + len) lies inside the live mapping (checked above);
+        // the prefix is written unaligned (no alignment is assumed) and the payload copy
+        // does not overlap `src`, which belongs to this process. Races with the peer can
+        // only garble bytes, as in `write`.
+        unsafe {
+            let at = self.shmem.as_ptr().add(offset);
+            std::ptr::write_unaligned(at.cast::<[u8; 4]>(), len.to_le_bytes());
+            std::ptr::copy_nonoverlapping(src.as_ptr(), at.add(4), src.len());
+        }
+        true
+    }
+
     /// Copies bytes of the mapping at `offset` into `dst`; false (and `dst` untouched)
     /// when the range does not lie inside the mapping.
     pub fn read(&self, offset: usize, dst: &mut [u8]) -> bool {
