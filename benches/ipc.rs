@@ -203,31 +203,26 @@ fn uds_throughput(dir: &Path, size: usize, records: usize, here: usize, there: u
 
 /// Parses every whole frame in the reader's buffer (filling it first if empty).
 fn read_frames(reader: &mut BufReader<UnixStream>, size: usize) -> std::io::Result<usize> {
-    let mut count = 0;
-    loop {
-        let buf = reader.fill_buf()?;
-        if buf.is_empty() {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        let mut used = 0;
-        while buf.len() - used >= 4 {
-            let len = u32::from_le_bytes(buf[used..used + 4].try_into().unwrap()) as usize;
-            assert_eq!(len, size);
-            if buf.len() - used < 4 + len {
-                break;
-            }
-            used += 4 + len;
-            count += 1;
-        }
-        if used == 0 {
-            // A frame straddles the buffer's end: read it the slow way.
-            let mut frame = vec![0u8; 4 + size];
-            reader.read_exact(&mut frame)?;
-            return Ok(count + 1);
-        }
-        reader.consume(used);
-        return Ok(count);
+    let buf = reader.fill_buf()?;
+    if buf.is_empty() {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
     }
+    let mut used = 0;
+    let mut count = 0;
+    while buf.len() - used >= 4 + size {
+        let len = u32::from_le_bytes(buf[used..used + 4].try_into().unwrap()) as usize;
+        assert_eq!(len, size);
+        used += 4 + len;
+        count += 1;
+    }
+    if used == 0 {
+        // A frame straddles the buffer's end: read it the slow way.
+        let mut frame = vec![0u8; 4 + size];
+        reader.read_exact(&mut frame)?;
+        return Ok(1);
+    }
+    reader.consume(used);
+    Ok(count)
 }
 
 struct Percentiles {
