@@ -1,0 +1,198 @@
+//! The control protocol between this test (the host's end) and the `ipc-peer` helper
+//! (the plugin's end), over a real socket pair inherited across exec.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::Receiver;
+use std::time::Duration;
+
+use ipc::control::{
+    socket_pair, HandshakeError, HostConnection, HostEvent, Notice, Request, RequestError, Secret,
+    PROTOCOL_VERSION,
+};
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The helper process, killed and reaped whatever happens.
+struct Peer(Option<Child>);
+
+impl Peer {
+    /// Waits (bounded) for the helper to exit; returns its success and stdout.
+    fn finish(mut self) -> (bool, String) {
+        let out = self.0.take().unwrap().wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Spawns the helper with a control connection; returns the host's handshake result.
+fn start(
+    scenario: &[&str],
+    hello_timeout: Duration,
+) -> (
+    Result<(HostConnection, Receiver<HostEvent>), HandshakeError>,
+    Peer,
+) {
+    let (host, child_end) = socket_pair().unwrap();
+    let secret = Secret::random();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ipc-peer"));
+    cmd.args(scenario).stdout(Stdio::piped());
+    child_end.prepare(&mut cmd, &secret);
+    let child = cmd.spawn().unwrap();
+    drop(child_end);
+    let peer = Peer(Some(child));
+    (HostConnection::accept(host, &secret, hello_timeout), peer)
+}
+
+fn accept(endpoint: u64, cfg: &str) -> Request {
+    Request::Accept {
+        endpoint,
+        service: "web".into(),
+        instance: "api".into(),
+        cfg: cfg.into(),
+        ring: "receptor-1-0123456789abcdef".into(),
+    }
+}
+
+#[test]
+fn a_whole_life_cycle_is_answered() {
+    let (conn, peer) = start(&["control-plugin"], TIMEOUT);
+    let (conn, events) = conn.unwrap();
+    conn.request(
+        Request::Setup {
+            global_cfg: "{}".into(),
+        },
+        TIMEOUT,
+    )
+    .unwrap();
+    conn.request(accept(1, "{}"), TIMEOUT).unwrap();
+    assert_eq!(
+        conn.request(accept(2, "\"reject\""), TIMEOUT),
+        Err(RequestError::Rejected("rejected: web/api".into()))
+    );
+    conn.request(Request::Start { endpoint: 1 }, TIMEOUT)
+        .unwrap();
+    assert_eq!(
+        events.recv_timeout(TIMEOUT).unwrap(),
+        HostEvent::Notice(Notice::Finished {
+            endpoint: 1,
+            error: None
+        })
+    );
+    conn.request(Request::Ping, TIMEOUT).unwrap();
+    conn.request(Request::Close { endpoint: 1 }, TIMEOUT)
+        .unwrap();
+    conn.request(Request::Shutdown, TIMEOUT).unwrap();
+    let (ok, _) = peer.finish();
+    assert!(ok);
+    assert!(matches!(
+        events.recv_timeout(TIMEOUT).unwrap(),
+        HostEvent::Closed { .. }
+    ));
+    assert!(matches!(
+        conn.request(Request::Ping, TIMEOUT),
+        Err(RequestError::Disconnected(_))
+    ));
+}
+
+#[test]
+fn closing_the_host_end_makes_the_plugin_exit() {
+    let (conn, peer) = start(&["control-plugin"], TIMEOUT);
+    let (conn, _events) = conn.unwrap();
+    conn.request(Request::Ping, TIMEOUT).unwrap();
+    drop(conn);
+    let (ok, out) = peer.finish();
+    assert!(ok);
+    assert_eq!(out.trim(), "closed");
+}
+
+type IsExpected = fn(&HandshakeError) -> bool;
+
+#[test]
+fn a_wrong_hello_is_refused_with_the_reason() {
+    let cases: [(&str, IsExpected, &str); 3] = [
+        (
+            "magic",
+            |e| matches!(e, HandshakeError::BadMagic),
+            "bad magic",
+        ),
+        (
+            "version",
+            |e| matches!(e, HandshakeError::Version { host: PROTOCOL_VERSION, plugin } if *plugin == PROTOCOL_VERSION + 98),
+            "protocol version mismatch: host speaks 1, plugin speaks 99",
+        ),
+        (
+            "secret",
+            |e| matches!(e, HandshakeError::WrongSecret),
+            "wrong secret",
+        ),
+    ];
+    for (which, is_expected, text) in cases {
+        let (conn, peer) = start(&["control-hello", which], TIMEOUT);
+        let err = conn.err().expect("refused");
+        assert!(is_expected(&err), "{which}: {err}");
+        let (ok, out) = peer.finish();
+        assert!(ok, "{which}");
+        assert!(out.contains(text), "{which}: the plugin was told {out:?}");
+    }
+}
+
+#[test]
+fn an_oversized_frame_ends_the_connection_with_the_reason() {
+    let (conn, peer) = start(&["control-oversize"], TIMEOUT);
+    let (_conn, events) = conn.unwrap();
+    match events.recv_timeout(TIMEOUT).unwrap() {
+        HostEvent::Closed { reason } => assert!(reason.contains("exceeds the limit"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    peer.finish();
+}
+
+#[test]
+fn a_truncated_frame_ends_the_connection_with_the_reason() {
+    let (conn, peer) = start(&["control-truncated"], TIMEOUT);
+    let (_conn, events) = conn.unwrap();
+    match events.recv_timeout(TIMEOUT).unwrap() {
+        HostEvent::Closed { reason } => assert!(reason.contains("truncated"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    peer.finish();
+}
+
+#[test]
+fn a_plugin_that_never_answers_times_out() {
+    let (conn, _peer) = start(&["control-silent"], TIMEOUT);
+    let (conn, _events) = conn.unwrap();
+    let short = Duration::from_millis(200);
+    assert_eq!(
+        conn.request(Request::Ping, short),
+        Err(RequestError::Timeout(short))
+    );
+}
+
+#[test]
+fn a_plugin_that_never_says_hello_times_out() {
+    // `sleep` inherits the socket but never writes to it.
+    let (host, child_end) = socket_pair().unwrap();
+    let secret = Secret::random();
+    let mut cmd = Command::new("sleep");
+    cmd.arg("30");
+    child_end.prepare(&mut cmd, &secret);
+    let _peer = Peer(Some(cmd.spawn().unwrap()));
+    drop(child_end);
+    let short = Duration::from_millis(200);
+    assert!(matches!(
+        HostConnection::accept(host, &secret, short),
+        Err(HandshakeError::Timeout(t)) if t == short
+    ));
+}
