@@ -44,6 +44,8 @@
 //! - [`config`](Config): the JSON configuration and its typed parsing.
 //! - [`close`](Close): the close signal.
 //! - [`events`](EventSender): `EventSender` (watchers) and `EventReceiver` (reactors).
+//! - [`serve_watcher`] / [`serve_reactor`]: the process side (handshake, control loop,
+//!   endpoint threads, exit when the host goes away).
 //! - [`testing`]: run an endpoint in-process for a plugin's unit tests.
 #![warn(missing_docs)]
 
@@ -51,6 +53,7 @@ mod close;
 mod config;
 mod events;
 mod plugin;
+mod serve;
 pub mod testing;
 
 pub use close::Close;
@@ -61,19 +64,4 @@ pub use plugin::{
     reactor_endpoint, watcher_endpoint, Endpoint, Error, Reactor, ReactorEndpoint, Result, Watcher,
     WatcherEndpoint,
 };
-
-/// Serves a watcher plugin over the control connection the host gave this process, and
-/// exits the process when the host closes it.
-pub fn serve_watcher<W: Watcher>(watcher: W) -> ! {
-    let _ = watcher;
-    eprintln!("plugin-sdk: serving over the host's control connection is not available yet");
-    std::process::exit(70)
-}
-
-/// Serves a reactor plugin over the control connection the host gave this process, and
-/// exits the process when the host closes it.
-pub fn serve_reactor<R: Reactor>(reactor: R) -> ! {
-    let _ = reactor;
-    eprintln!("plugin-sdk: serving over the host's control connection is not available yet");
-    std::process::exit(70)
-}
+pub use serve::{serve_reactor, serve_watcher};

@@ -1,0 +1,328 @@
+//! The process side of a plugin: handshake, control loop, endpoint threads, exit.
+//!
+//! [`serve_watcher`](crate::serve_watcher) and [`serve_reactor`](crate::serve_reactor)
+//! connect to the host over the control connection it handed this process, then answer
+//! the host's requests in order, the seed's life cycle:
+//! - `Setup`: the plugin's `setup` with the type's global config;
+//! - `Accept`: the plugin's `accept` for one instance, and the instance's ring opened;
+//! - `Start`: `handle` runs on a thread of its own; when it returns the SDK flushes what
+//!   a watcher still holds, closes the ring, and tells the host the endpoint finished
+//!   (with the error, if `handle` failed or panicked);
+//! - `Close`: fires the endpoint's close signal;
+//! - `Ping`: answers; `Shutdown`: closes every endpoint, waits briefly, exits 0.
+//!
+//! A panic in the plugin's code becomes an error answer or a "finished with error"
+//! notice, never a hung request. When the control connection closes (the host exited or
+//! died) every endpoint is closed and the process exits within a fraction of a second.
+//! Log lines go to stderr as `LEVEL message`, which the host forwards into its log under
+//! the plugin's name.
+
+use std::collections::{HashMap, VecDeque};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use ipc::codec;
+use ipc::control::{EndpointId, Notice, Notifier, PluginConnection, RecvError, Request};
+use ipc::event::{Event, Update};
+use ipc::ring::{RingConsumer, RingError, RingProducer, RingWaker};
+
+use crate::events::{Inbound, Outbound, TrySendError};
+use crate::{Close, Closed, Config, EventReceiver, EventSender, Reactor, Watcher};
+
+/// How long the handshake with the host may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long endpoints get to return after `Shutdown` before the process exits anyway.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// How long endpoints get when the host is gone.
+const ORPHAN_GRACE: Duration = Duration::from_millis(300);
+/// How long a returning watcher endpoint may take to hand over its backlog.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// An accepted instance, ready to run with its close signal.
+type Runnable = Box<dyn FnOnce(Close) -> crate::Result<()> + Send>;
+
+/// What the control loop needs of a watcher or a reactor.
+trait Served {
+    fn setup(&mut self, cfg: Config) -> crate::Result<()>;
+    fn accept(&mut self, cfg: Config, ring: &str) -> crate::Result<Runnable>;
+}
+
+struct ServedWatcher<W>(W);
+
+impl<W: Watcher> Served for ServedWatcher<W> {
+    fn setup(&mut self, cfg: Config) -> crate::Result<()> {
+        self.0.setup(cfg)
+    }
+
+    fn accept(&mut self, cfg: Config, ring: &str) -> crate::Result<Runnable> {
+        let endpoint = self.0.accept(cfg)?;
+        let producer = RingProducer::open(ring)?;
+        Ok(Box::new(move |close| {
+            let sender = EventSender::new(Box::new(RingOutbound {
+                producer,
+                buf: Vec::new(),
+            }));
+            let result = endpoint.handle(sender.clone(), close);
+            if !sender.flush(FLUSH_TIMEOUT) {
+                tracing::warn!(
+                    "updates still waiting for the host after {FLUSH_TIMEOUT:?} were dropped"
+                );
+            }
+            result
+        }))
+    }
+}
+
+struct ServedReactor<R>(R);
+
+impl<R: Reactor> Served for ServedReactor<R> {
+    fn setup(&mut self, cfg: Config) -> crate::Result<()> {
+        self.0.setup(cfg)
+    }
+
+    fn accept(&mut self, cfg: Config, ring: &str) -> crate::Result<Runnable> {
+        let endpoint = self.0.accept(cfg)?;
+        let consumer = RingConsumer::open(ring)?;
+        Ok(Box::new(move |close: Close| {
+            let receiver = EventReceiver::new(Box::new(RingInbound { consumer }), close.clone());
+            endpoint.handle(receiver, close)
+        }))
+    }
+}
+
+/// A watcher's ring as the SDK's outbound transport.
+struct RingOutbound {
+    producer: RingProducer,
+    buf: Vec<u8>,
+}
+
+impl Outbound for RingOutbound {
+    fn try_send(&mut self, update: &Update) -> Result<(), TrySendError> {
+        self.buf.clear();
+        codec::encode_into(update, &mut self.buf, "update")
+            .map_err(|e| TrySendError::Closed(e.to_string()))?;
+        match self.producer.try_push(&self.buf) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(TrySendError::Full),
+            Err(RingError::Closed) => {
+                Err(TrySendError::Closed("the host closed the endpoint".into()))
+            }
+            Err(e) => Err(TrySendError::Closed(e.to_string())),
+        }
+    }
+
+    fn space_waiter(&self) -> Box<dyn Fn(Duration) + Send + Sync> {
+        let waiter = self.producer.space_waiter();
+        Box::new(move |timeout| {
+            let _ = waiter.wait(timeout);
+        })
+    }
+}
+
+/// A reactor's ring as the SDK's inbound transport.
+struct RingInbound {
+    consumer: RingConsumer,
+}
+
+impl Inbound for RingInbound {
+    fn recv_into(&mut self, out: &mut VecDeque<Event>, timeout: Duration) -> Result<(), Closed> {
+        let mut bad = None;
+        let drained = self.consumer.drain_timeout(timeout, |record| {
+            if bad.is_none() {
+                match codec::decode::<Event>(record, "event") {
+                    Ok(event) => out.push_back(event),
+                    Err(e) => bad = Some(e.to_string()),
+                }
+            }
+        });
+        if let Some(reason) = bad {
+            return Err(Closed { reason });
+        }
+        match drained {
+            Ok(_) => Ok(()),
+            Err(RingError::Closed) => Err(Closed {
+                reason: "the host closed the endpoint".into(),
+            }),
+            Err(e) => Err(Closed {
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    fn waker(&self) -> Box<dyn FnOnce() + Send> {
+        let waker: RingWaker = self.consumer.waker();
+        Box::new(move || waker.wake())
+    }
+}
+
+/// A started endpoint.
+struct Running {
+    close: Close,
+    thread: JoinHandle<()>,
+}
+
+/// The control loop's state.
+struct Server<S> {
+    plugin: S,
+    accepted: HashMap<EndpointId, (String, Runnable)>,
+    running: HashMap<EndpointId, Running>,
+    notifier: Notifier,
+}
+
+/// The text of a panic's payload.
+fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
+    let text = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".to_owned());
+    format!("panicked: {text}")
+}
+
+/// Runs `f`, turning an error or a panic into the text the host shows.
+fn guarded<T>(f: impl FnOnce() -> crate::Result<T>) -> Result<T, String> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(payload) => Err(panic_text(payload)),
+    }
+}
+
+impl<S: Served> Server<S> {
+    fn handle(&mut self, request: Request) -> Result<(), String> {
+        match request {
+            Request::Setup { global_cfg } => {
+                guarded(|| self.plugin.setup(Config::global(global_cfg)))
+            }
+            Request::Accept {
+                endpoint,
+                service,
+                instance,
+                cfg,
+                ring,
+            } => {
+                let name = format!("{service}/{instance}");
+                let cfg = Config::instance(cfg, service, instance);
+                let runnable = guarded(|| self.plugin.accept(cfg, &ring))?;
+                self.accepted.insert(endpoint, (name, runnable));
+                Ok(())
+            }
+            Request::Start { endpoint } => self.start(endpoint),
+            Request::Close { endpoint } => {
+                if let Some(running) = self.running.get(&endpoint) {
+                    running.close.close();
+                }
+                self.accepted.remove(&endpoint);
+                Ok(())
+            }
+            Request::Ping => Ok(()),
+            Request::Shutdown => Ok(()),
+        }
+    }
+
+    fn start(&mut self, endpoint: EndpointId) -> Result<(), String> {
+        let (name, runnable) = self
+            .accepted
+            .remove(&endpoint)
+            .ok_or_else(|| format!("no accepted endpoint {endpoint}"))?;
+        let close = Close::new();
+        let notifier = self.notifier.clone();
+        let thread_close = close.clone();
+        let thread_name = format!("endpoint-{name}");
+        let failed = format!("cannot start a thread for {name}");
+        let thread = std::thread::Builder::new()
+            .name(thread_name)
+            .spawn(move || {
+                let error = guarded(|| runnable(thread_close)).err();
+                match &error {
+                    Some(e) => tracing::error!("endpoint {name} failed: {e}"),
+                    None => tracing::debug!("endpoint {name} finished"),
+                }
+                let _ = notifier.notify(Notice::Finished { endpoint, error });
+            })
+            .map_err(|e| format!("{failed}: {e}"))?;
+        self.running.insert(endpoint, Running { close, thread });
+        Ok(())
+    }
+
+    /// Closes every endpoint and waits up to `grace` for their threads.
+    fn close_all(&mut self, grace: Duration) {
+        for running in self.running.values() {
+            running.close.close();
+        }
+        let deadline = Instant::now() + grace;
+        for (_, running) in self.running.drain() {
+            while !running.thread.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+}
+
+/// Sends plugin log lines to stderr as `LEVEL message`, unless the plugin installed its
+/// own subscriber.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RECEPTOR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .with_ansi(false)
+        .try_init();
+}
+
+fn serve<S: Served>(plugin: S) -> ! {
+    init_logging();
+    let conn = match PluginConnection::from_env(HANDSHAKE_TIMEOUT) {
+        Ok(conn) => conn,
+        Err(e) => {
+            tracing::error!("cannot connect to the Receptor host: {e}");
+            eprintln!("This program is a Receptor plugin: the receptor host starts it.");
+            std::process::exit(2);
+        }
+    };
+    let mut server = Server {
+        plugin,
+        accepted: HashMap::new(),
+        running: HashMap::new(),
+        notifier: conn.notifier(),
+    };
+    loop {
+        match conn.recv() {
+            Ok((id, Request::Shutdown)) => {
+                server.close_all(SHUTDOWN_GRACE);
+                let _ = conn.respond(id, Ok(()));
+                std::process::exit(0);
+            }
+            Ok((id, request)) => {
+                let answer = server.handle(request);
+                if conn.respond(id, answer).is_err() {
+                    server.close_all(ORPHAN_GRACE);
+                    std::process::exit(0);
+                }
+            }
+            Err(RecvError::Closed) => {
+                server.close_all(ORPHAN_GRACE);
+                std::process::exit(0);
+            }
+            Err(e) => {
+                tracing::error!("control connection failed: {e}");
+                server.close_all(ORPHAN_GRACE);
+                std::process::exit(2);
+            }
+        }
+    }
+}
+
+/// Serves a watcher plugin; see the module docs.
+pub fn serve_watcher<W: Watcher>(watcher: W) -> ! {
+    serve(ServedWatcher(watcher))
+}
+
+/// Serves a reactor plugin; see the module docs.
+pub fn serve_reactor<R: Reactor>(reactor: R) -> ! {
+    serve(ServedReactor(reactor))
+}
