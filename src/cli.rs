@@ -43,6 +43,33 @@ pub enum Command {
     },
     /// List the plugin types available: built-in and found in plugin_dir.
     Plugins(ConfigArg),
+    /// Serve a built-in plugin (the host starts this; it is not for direct use).
+    #[command(hide = true)]
+    Plugin {
+        /// Watcher or reactor.
+        #[arg(value_enum)]
+        kind: KindArg,
+        /// The built-in type.
+        plugin_type: String,
+    },
+}
+
+/// A plugin kind on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KindArg {
+    /// A watcher.
+    Watcher,
+    /// A reactor.
+    Reactor,
+}
+
+impl From<KindArg> for actors::lookup::PluginKind {
+    fn from(kind: KindArg) -> Self {
+        match kind {
+            KindArg::Watcher => actors::lookup::PluginKind::Watcher,
+            KindArg::Reactor => actors::lookup::PluginKind::Reactor,
+        }
+    }
 }
 
 impl Default for Command {

@@ -4,6 +4,8 @@ use std::fmt::Write as _;
 
 use actors::config::{self, Config};
 use actors::lookup::{Builtins, PluginCatalog, PluginKind, PluginSource};
+use actors::host::HostError;
+use actors::receptor::Launcher;
 use anyhow::anyhow;
 
 use crate::cli::{Command, ConfigArg};
@@ -60,6 +62,7 @@ pub fn dispatch(command: Command) -> Result<(), Failure> {
         Command::Run(args) => run(&args),
         Command::Check { config, print } => check(&config, print),
         Command::Plugins(args) => plugins(&args),
+        Command::Plugin { kind, plugin_type } => plugin(kind.into(), &plugin_type),
     }
 }
 
@@ -75,11 +78,35 @@ fn load(args: &ConfigArg) -> Result<Config, Failure> {
 }
 
 fn run(args: &ConfigArg) -> Result<(), Failure> {
-    let _config = load(args)?;
-    Err(Failure::runtime(anyhow!(
-        "running services is not implemented yet: the plugin host arrives with the end-to-end work \
-         (`receptor check` validates this config)"
-    )))
+    let config = load(args)?;
+    match ipc::names::sweep_stale() {
+        Ok(swept) if !swept.removed.is_empty() => {
+            tracing::info!(removed = ?swept.removed, "removed shared memory left by dead hosts")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("cannot sweep {}: {e}", ipc::names::SHM_DIR),
+    }
+    let receptor_exe = std::env::current_exe()
+        .map_err(|e| Failure::setup(anyhow!("cannot find the receptor executable: {e}")))?;
+    actors::host::run(config, Launcher { receptor_exe }).map_err(|e| match e {
+        HostError::Startup(e) => Failure::setup(e),
+        HostError::Runtime(e) => Failure::runtime(anyhow!(e)),
+    })
+}
+
+/// `receptor plugin <kind> <type>`: serves a built-in plugin over the control
+/// connection the host handed this process. Never returns.
+fn plugin(kind: PluginKind, plugin_type: &str) -> Result<(), Failure> {
+    match (kind, plugin_type) {
+        (PluginKind::Watcher, receptor_dummy::TYPE) => plugin_sdk::serve_watcher(receptor_dummy::Dummy),
+        (PluginKind::Watcher, receptor_restapi::TYPE) => {
+            plugin_sdk::serve_watcher(receptor_restapi::RestApi::default())
+        }
+        (PluginKind::Reactor, receptor_filelogger::TYPE) => {
+            plugin_sdk::serve_reactor(receptor_filelogger::FileLogger)
+        }
+        _ => Err(Failure::setup(anyhow!("there is no built-in {kind} plugin '{plugin_type}'"))),
+    }
 }
 
 fn check(args: &ConfigArg, print: bool) -> Result<(), Failure> {

@@ -19,7 +19,11 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    logging::init(cli.log_format);
+    // A built-in plugin logs through the plugin SDK (`LEVEL message` on stderr, which
+    // the host re-logs); everything else through the host's subscriber.
+    if !matches!(cli.command, Some(cli::Command::Plugin { .. })) {
+        logging::init(cli.log_format);
+    }
     match commands::dispatch(cli.command.unwrap_or_default()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {

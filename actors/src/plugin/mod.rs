@@ -2,7 +2,12 @@
 //!
 //! # Layout
 //! - [`process`]: `PluginChild`, the child process in its own group, its output re-logged.
+//! - [`connection`]: `PluginConnection`, the child plus its control connection, as
+//!   blocking life-cycle calls.
+//! - [`actor`]: the `PluginProcess` actor over a connection.
 
+pub mod actor;
+pub mod connection;
 pub mod process;
 
 pub use process::{PluginChild, PluginSpawnError};

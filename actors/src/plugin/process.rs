@@ -175,6 +175,7 @@ fn forward(
 
 /// Logs one line of a plugin's output at the level it names.
 pub(crate) fn log_line(plugin: &str, stream: &str, line: &str) {
+    let line = line.trim_start();
     if line.is_empty() {
         return;
     }

@@ -1,0 +1,148 @@
+//! The `Endpoint` actor: owns one session (a watcher's pump or a reactor's flusher) and
+//! reports how it ended.
+//!
+//! A thin shell: the work happens on the session thread (see [`super::session`]); the
+//! actor starts it, stops it on request (a flag the thread checks every
+//! [`super::session::WAIT_SLICE`]), and tells its service when the session ended by
+//! itself.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use actix::prelude::*;
+
+use super::session::{pump_watcher, run_reactor_flusher, ReactorRing, ServiceCore, SessionEnd, WatcherRing};
+use crate::lookup::PluginKind;
+
+/// One watcher or reactor instance of a service.
+pub struct Endpoint {
+    id: EndpointName,
+    session: Option<Session>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    report: Recipient<EndpointEnded>,
+}
+
+/// Which endpoint: kind, service and instance.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EndpointName {
+    /// Watcher or reactor.
+    pub kind: PluginKind,
+    /// The service it belongs to.
+    pub service: String,
+    /// Its instance name within the service.
+    pub instance: String,
+}
+
+impl std::fmt::Display for EndpointName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "service '{}' {} '{}'", self.service, self.kind, self.instance)
+    }
+}
+
+/// The session an endpoint runs.
+pub enum Session {
+    /// A watcher's ring, drained into the service.
+    Watcher(Box<dyn WatcherRing>, Arc<ServiceCore>),
+    /// A reactor's ring, fed from the service.
+    Reactor(Box<dyn ReactorRing>, Arc<ServiceCore>),
+}
+
+/// An endpoint's session ended by itself (not because the host stopped it).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct EndpointEnded {
+    /// Which endpoint.
+    pub name: EndpointName,
+    /// How its session ended.
+    pub end: SessionEnd,
+}
+
+/// The session thread finished (sent by the thread to its own actor).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct SessionOver(SessionEnd);
+
+/// Stops the endpoint's session and waits for its thread.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct StopEndpoint;
+
+impl Endpoint {
+    /// An endpoint that will run `session` once started, reporting its end to `report`.
+    pub fn new(name: EndpointName, session: Session, report: Recipient<EndpointEnded>) -> Self {
+        Endpoint {
+            id: name,
+            session: Some(session),
+            stop: Arc::new(AtomicBool::new(false)),
+            thread: None,
+            report,
+        }
+    }
+}
+
+impl Actor for Endpoint {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let Some(session) = self.session.take() else { return };
+        let me = ctx.address();
+        let stop = self.stop.clone();
+        let name = self.id.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("{}-{}-{}", name.kind, name.service, name.instance))
+            .spawn(move || {
+                let end = match session {
+                    Session::Watcher(ring, core) => pump_watcher(ring, core, name.instance.clone(), stop),
+                    Session::Reactor(ring, core) => {
+                        run_reactor_flusher(ring, core, name.instance.clone(), stop);
+                        SessionEnd::Stopped
+                    }
+                };
+                me.do_send(SessionOver(end));
+            });
+        match spawned {
+            Ok(thread) => self.thread = Some(thread),
+            Err(e) => {
+                let end = SessionEnd::Failed(format!("cannot start the session thread: {e}"));
+                self.report.do_send(EndpointEnded { name: self.id.clone(), end });
+                ctx.stop();
+            }
+        }
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.stop.store(true, Ordering::Release);
+    }
+}
+
+impl Handler<SessionOver> for Endpoint {
+    type Result = ();
+
+    fn handle(&mut self, msg: SessionOver, ctx: &mut Context<Self>) {
+        if self.stop.load(Ordering::Acquire) && msg.0 == SessionEnd::Stopped {
+            return;
+        }
+        self.report.do_send(EndpointEnded {
+            name: self.id.clone(),
+            end: msg.0,
+        });
+        ctx.stop();
+    }
+}
+
+impl Handler<StopEndpoint> for Endpoint {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: StopEndpoint, _: &mut Context<Self>) -> Self::Result {
+        self.stop.store(true, Ordering::Release);
+        let thread = self.thread.take();
+        Box::pin(async move {
+            if let Some(thread) = thread {
+                // The thread sees the flag within one wait slice; join off the arbiter.
+                let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+            }
+        })
+    }
+}

@@ -1,0 +1,209 @@
+//! `PluginConnection`: one plugin process and its control connection, as plain blocking
+//! calls (the `PluginProcess` actor runs them off the arbiter).
+//!
+//! Launching spawns the process in its own group with the child's end of a socket pair
+//! and a fresh secret, then waits for the handshake. Each life-cycle call is one request
+//! with a timeout. Shutting down asks the plugin to exit, waits out the grace period, and
+//! kills the whole process group.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::Receiver;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use ipc::control::{socket_pair, HostConnection, HostEvent, Request, RequestError, Secret};
+
+use super::process::PluginChild;
+use crate::lookup::PluginKind;
+
+/// How long a plugin may take to say hello.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a plugin may take to answer `Setup`, `Accept`, `Start` or `Close`.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Identifies an endpoint within its plugin process.
+pub type EndpointId = ipc::control::EndpointId;
+
+/// How to run a plugin type.
+#[derive(Debug, Clone)]
+pub struct PluginSpec {
+    /// Watcher or reactor.
+    pub kind: PluginKind,
+    /// The type name.
+    pub plugin_type: String,
+    /// The executable.
+    pub program: PathBuf,
+    /// Its arguments.
+    pub args: Vec<String>,
+}
+
+impl PluginSpec {
+    /// `kind/type`, the plugin's name in the log.
+    pub fn name(&self) -> String {
+        format!("{}/{}", self.kind, self.plugin_type)
+    }
+}
+
+/// What `Accept` carries for one instance.
+#[derive(Debug, Clone)]
+pub struct AcceptSpec {
+    /// The service.
+    pub service: String,
+    /// The instance within the service.
+    pub instance: String,
+    /// The instance's `cfg` as JSON.
+    pub cfg: String,
+    /// The base name of the instance's ring.
+    pub ring: String,
+}
+
+/// A plugin process could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginStartError {
+    /// The executable could not be run.
+    #[error("{0}")]
+    Spawn(#[from] super::process::PluginSpawnError),
+    /// The process ran but the handshake failed (its stderr, in the log, may say more).
+    #[error("handshake with {program} failed: {message}")]
+    Handshake {
+        /// The executable.
+        program: String,
+        /// Why.
+        message: String,
+    },
+    /// The host itself failed (a socket, a thread).
+    #[error("{0}")]
+    Host(String),
+}
+
+/// A request to a plugin failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PluginRequestError {
+    /// The plugin answered with an error: its own message.
+    #[error("{0}")]
+    Rejected(String),
+    /// The plugin did not answer (timeout, or its connection is gone).
+    #[error("{0}")]
+    Failed(String),
+    /// The host could not run the request.
+    #[error("{0}")]
+    Host(String),
+}
+
+impl From<RequestError> for PluginRequestError {
+    fn from(e: RequestError) -> Self {
+        match e {
+            RequestError::Rejected(text) => PluginRequestError::Rejected(text),
+            other => PluginRequestError::Failed(other.to_string()),
+        }
+    }
+}
+
+/// A running plugin process and its control connection.
+pub struct PluginConnection {
+    name: String,
+    child: Mutex<PluginChild>,
+    conn: HostConnection,
+    events: Mutex<Option<Receiver<HostEvent>>>,
+    next_endpoint: AtomicU64,
+}
+
+impl PluginConnection {
+    /// Starts the plugin process and completes the handshake.
+    pub fn launch(spec: &PluginSpec) -> Result<PluginConnection, PluginStartError> {
+        let name = spec.name();
+        let (host_end, child_end) = socket_pair().map_err(|e| PluginStartError::Host(format!("socket pair: {e}")))?;
+        let secret = Secret::random();
+        let mut cmd = Command::new(&spec.program);
+        cmd.args(&spec.args);
+        child_end.prepare(&mut cmd, &secret);
+        let mut child = PluginChild::spawn(&name, cmd)?;
+        drop(child_end);
+        let (conn, events) = match HostConnection::accept(host_end, &secret, HANDSHAKE_TIMEOUT) {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                child.stop(Duration::from_millis(200));
+                return Err(PluginStartError::Handshake {
+                    program: spec.program.display().to_string(),
+                    message: e.to_string(),
+                });
+            }
+        };
+        tracing::info!(plugin = %name, pid = child.pid(), "plugin process connected");
+        Ok(PluginConnection {
+            name,
+            child: Mutex::new(child),
+            conn,
+            events: Mutex::new(Some(events)),
+            next_endpoint: AtomicU64::new(1),
+        })
+    }
+
+    /// `kind/type`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The plugin process's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.lock().unwrap_or_else(PoisonError::into_inner).pid()
+    }
+
+    /// Takes the stream of notices and the connection's end (once).
+    pub fn take_events(&self) -> Option<Receiver<HostEvent>> {
+        self.events.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+
+    /// `Setup` with the type's global config (JSON).
+    pub fn setup(&self, global_cfg: &str) -> Result<(), PluginRequestError> {
+        let request = Request::Setup {
+            global_cfg: global_cfg.to_owned(),
+        };
+        Ok(self.conn.request(request, REQUEST_TIMEOUT)?)
+    }
+
+    /// `Accept` for one instance; returns the id its endpoint goes by.
+    pub fn accept(&self, spec: &AcceptSpec) -> Result<EndpointId, PluginRequestError> {
+        let endpoint = self.next_endpoint.fetch_add(1, Ordering::Relaxed);
+        let request = Request::Accept {
+            endpoint,
+            service: spec.service.clone(),
+            instance: spec.instance.clone(),
+            cfg: spec.cfg.clone(),
+            ring: spec.ring.clone(),
+        };
+        self.conn.request(request, REQUEST_TIMEOUT)?;
+        Ok(endpoint)
+    }
+
+    /// `Start`: the plugin runs the endpoint's `handle`.
+    pub fn start(&self, endpoint: EndpointId) -> Result<(), PluginRequestError> {
+        Ok(self.conn.request(Request::Start { endpoint }, REQUEST_TIMEOUT)?)
+    }
+
+    /// `Close`: the endpoint's close signal fires.
+    pub fn close(&self, endpoint: EndpointId) -> Result<(), PluginRequestError> {
+        Ok(self.conn.request(Request::Close { endpoint }, REQUEST_TIMEOUT)?)
+    }
+
+    /// `Ping`, answered within `timeout`.
+    pub fn ping(&self, timeout: Duration) -> Result<(), PluginRequestError> {
+        Ok(self.conn.request(Request::Ping, timeout)?)
+    }
+
+    /// Asks the plugin to exit, gives it `grace`, then kills its process group.
+    pub fn shutdown(&self, grace: Duration) {
+        if let Err(e) = self.conn.request(Request::Shutdown, grace) {
+            tracing::debug!(plugin = %self.name, "shutdown request: {e}");
+        }
+        self.conn.close();
+        let mut child = self.child.lock().unwrap_or_else(PoisonError::into_inner);
+        match child.stop(grace) {
+            Some(status) if status.success() => tracing::debug!(plugin = %self.name, "plugin exited"),
+            Some(status) => tracing::warn!(plugin = %self.name, "plugin exited with {status}"),
+            None => tracing::warn!(plugin = %self.name, "plugin killed after {grace:?}"),
+        }
+    }
+}
