@@ -3,8 +3,8 @@
 use std::fmt::Write as _;
 
 use actors::config::{self, Config};
-use actors::lookup::{Builtins, PluginCatalog, PluginKind, PluginSource};
 use actors::host::HostError;
+use actors::lookup::{Builtins, PluginCatalog, PluginKind, PluginSource};
 use actors::receptor::Launcher;
 use anyhow::anyhow;
 
@@ -98,14 +98,18 @@ fn run(args: &ConfigArg) -> Result<(), Failure> {
 /// connection the host handed this process. Never returns.
 fn plugin(kind: PluginKind, plugin_type: &str) -> Result<(), Failure> {
     match (kind, plugin_type) {
-        (PluginKind::Watcher, receptor_dummy::TYPE) => plugin_sdk::serve_watcher(receptor_dummy::Dummy),
+        (PluginKind::Watcher, receptor_dummy::TYPE) => {
+            plugin_sdk::serve_watcher(receptor_dummy::Dummy)
+        }
         (PluginKind::Watcher, receptor_restapi::TYPE) => {
             plugin_sdk::serve_watcher(receptor_restapi::RestApi::default())
         }
         (PluginKind::Reactor, receptor_filelogger::TYPE) => {
             plugin_sdk::serve_reactor(receptor_filelogger::FileLogger)
         }
-        _ => Err(Failure::setup(anyhow!("there is no built-in {kind} plugin '{plugin_type}'"))),
+        _ => Err(Failure::setup(anyhow!(
+            "there is no built-in {kind} plugin '{plugin_type}'"
+        ))),
     }
 }
 

@@ -43,8 +43,10 @@ impl Handler<EndpointEnded> for EndedSink {
 pub fn run(config: Config, launcher: Launcher) -> Result<(), HostError> {
     let system = actix::System::new();
     let result = system.block_on(async move {
-        let mut terminate = signal(SignalKind::terminate()).map_err(|e| HostError::Runtime(format!("cannot watch SIGTERM: {e}")))?;
-        let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| HostError::Runtime(format!("cannot watch SIGINT: {e}")))?;
+        let mut terminate = signal(SignalKind::terminate())
+            .map_err(|e| HostError::Runtime(format!("cannot watch SIGTERM: {e}")))?;
+        let mut interrupt = signal(SignalKind::interrupt())
+            .map_err(|e| HostError::Runtime(format!("cannot watch SIGINT: {e}")))?;
         let (tx, mut ended) = mpsc::unbounded_channel();
         let sink = EndedSink(tx).start();
         let host = Receptor::start(&config, &launcher, sink.recipient()).await?;

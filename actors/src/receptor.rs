@@ -20,8 +20,12 @@ use crate::endpoint::actor::{Endpoint, EndpointEnded, EndpointName, Session, Sto
 use crate::endpoint::rings;
 use crate::endpoint::ServiceCore;
 use crate::lookup::{PluginKind, PluginSource};
-use crate::plugin::actor::{AcceptEndpoint, CloseEndpoint, PluginProcess, SetupPlugin, StartEndpoint, StopPlugin};
-use crate::plugin::connection::{AcceptSpec, EndpointId, PluginConnection, PluginSpec, PluginStartError};
+use crate::plugin::actor::{
+    AcceptEndpoint, CloseEndpoint, PluginProcess, SetupPlugin, StartEndpoint, StopPlugin,
+};
+use crate::plugin::connection::{
+    AcceptSpec, EndpointId, PluginConnection, PluginSpec, PluginStartError,
+};
 use crate::service::ServiceState;
 
 /// How a plugin type is identified: kind and type name.
@@ -40,7 +44,11 @@ impl Launcher {
         let (program, args) = match source {
             PluginSource::Builtin => (
                 self.receptor_exe.clone(),
-                vec!["plugin".to_owned(), kind.as_str().to_owned(), plugin_type.to_owned()],
+                vec![
+                    "plugin".to_owned(),
+                    kind.as_str().to_owned(),
+                    plugin_type.to_owned(),
+                ],
             ),
             PluginSource::Executable(path) => (path.clone(), Vec::new()),
         };
@@ -108,7 +116,11 @@ pub struct Receptor {
 impl Receptor {
     /// Starts every plugin and service of `config`. `ended` hears of every endpoint
     /// whose session ends by itself while running.
-    pub async fn start(config: &Config, launcher: &Launcher, ended: Recipient<EndpointEnded>) -> Result<Receptor, StartupError> {
+    pub async fn start(
+        config: &Config,
+        launcher: &Launcher,
+        ended: Recipient<EndpointEnded>,
+    ) -> Result<Receptor, StartupError> {
         let mut host = Receptor {
             shutdown_timeout: config.shutdown_timeout,
             plugins: BTreeMap::new(),
@@ -130,7 +142,12 @@ impl Receptor {
         Ok(host)
     }
 
-    async fn start_all(&mut self, config: &Config, launcher: &Launcher, ended: Recipient<EndpointEnded>) -> Result<(), StartupError> {
+    async fn start_all(
+        &mut self,
+        config: &Config,
+        launcher: &Launcher,
+        ended: Recipient<EndpointEnded>,
+    ) -> Result<(), StartupError> {
         for ((kind, plugin_type), source) in &config.plugins {
             let spec = launcher.spec(*kind, plugin_type, source);
             let conn = tokio::task::spawn_blocking(move || PluginConnection::launch(&spec))
@@ -143,7 +160,8 @@ impl Receptor {
                     source,
                 })?;
             let addr = PluginProcess::new(conn).start();
-            self.plugins.insert((*kind, plugin_type.clone()), addr.clone());
+            self.plugins
+                .insert((*kind, plugin_type.clone()), addr.clone());
             let global_cfg = config.global_cfg(*kind, plugin_type).to_string();
             let setup = addr.send(SetupPlugin { global_cfg }).await;
             flatten(setup).map_err(|message| StartupError::Setup {
@@ -157,7 +175,10 @@ impl Receptor {
         for (service, svc) in &config.services {
             let core = ServiceCore::new(ServiceState::new(service.clone()));
             self.cores.push(core.clone());
-            for (kind, instances) in [(PluginKind::Reactor, &svc.reactors), (PluginKind::Watcher, &svc.watchers)] {
+            for (kind, instances) in [
+                (PluginKind::Reactor, &svc.reactors),
+                (PluginKind::Watcher, &svc.watchers),
+            ] {
                 for (instance, inst) in instances {
                     let name = EndpointName {
                         kind,
@@ -170,14 +191,20 @@ impl Receptor {
                         message,
                     };
                     let plugin = (kind, inst.plugin_type.clone());
-                    let addr = self.plugins.get(&plugin).expect("every type in use was launched").clone();
+                    let addr = self
+                        .plugins
+                        .get(&plugin)
+                        .expect("every type in use was launched")
+                        .clone();
                     let (ring_name, session) = match kind {
                         PluginKind::Watcher => {
-                            let (ring_name, ring) = rings::create_watcher_ring().map_err(|e| fail(e.to_string()))?;
+                            let (ring_name, ring) =
+                                rings::create_watcher_ring().map_err(|e| fail(e.to_string()))?;
                             (ring_name, Session::Watcher(ring, core.clone()))
                         }
                         PluginKind::Reactor => {
-                            let (ring_name, ring) = rings::create_reactor_ring().map_err(|e| fail(e.to_string()))?;
+                            let (ring_name, ring) =
+                                rings::create_reactor_ring().map_err(|e| fail(e.to_string()))?;
                             (ring_name, Session::Reactor(ring, core.clone()))
                         }
                     };
@@ -189,7 +216,12 @@ impl Receptor {
                     };
                     let id = flatten(addr.send(AcceptEndpoint(accept)).await).map_err(&fail)?;
                     let actor = Endpoint::new(name.clone(), session, ended.clone()).start();
-                    let handle = EndpointHandle { name, plugin, id, actor };
+                    let handle = EndpointHandle {
+                        name,
+                        plugin,
+                        id,
+                        actor,
+                    };
                     match kind {
                         PluginKind::Watcher => self.watchers.push(handle),
                         PluginKind::Reactor => self.reactors.push(handle),
@@ -200,10 +232,12 @@ impl Receptor {
 
         for handle in self.reactors.iter().chain(&self.watchers) {
             let addr = &self.plugins[&handle.plugin];
-            flatten(addr.send(StartEndpoint(handle.id)).await).map_err(|message| StartupError::Accept {
-                endpoint: handle.name.clone(),
-                plugin_type: handle.plugin.1.clone(),
-                message: format!("cannot start: {message}"),
+            flatten(addr.send(StartEndpoint(handle.id)).await).map_err(|message| {
+                StartupError::Accept {
+                    endpoint: handle.name.clone(),
+                    plugin_type: handle.plugin.1.clone(),
+                    message: format!("cannot start: {message}"),
+                }
             })?;
         }
         Ok(())
@@ -263,7 +297,10 @@ impl Receptor {
                 return;
             }
             if Instant::now() >= deadline {
-                tracing::warn!("shutdown timeout reached before these reactors drained: {}", pending.join(", "));
+                tracing::warn!(
+                    "shutdown timeout reached before these reactors drained: {}",
+                    pending.join(", ")
+                );
                 return;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;

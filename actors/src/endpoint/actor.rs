@@ -12,7 +12,9 @@ use std::thread::JoinHandle;
 
 use actix::prelude::*;
 
-use super::session::{pump_watcher, run_reactor_flusher, ReactorRing, ServiceCore, SessionEnd, WatcherRing};
+use super::session::{
+    pump_watcher, run_reactor_flusher, ReactorRing, ServiceCore, SessionEnd, WatcherRing,
+};
 use crate::lookup::PluginKind;
 
 /// One watcher or reactor instance of a service.
@@ -37,7 +39,11 @@ pub struct EndpointName {
 
 impl std::fmt::Display for EndpointName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "service '{}' {} '{}'", self.service, self.kind, self.instance)
+        write!(
+            f,
+            "service '{}' {} '{}'",
+            self.service, self.kind, self.instance
+        )
     }
 }
 
@@ -86,7 +92,9 @@ impl Actor for Endpoint {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let Some(session) = self.session.take() else { return };
+        let Some(session) = self.session.take() else {
+            return;
+        };
         let me = ctx.address();
         let stop = self.stop.clone();
         let name = self.id.clone();
@@ -94,7 +102,9 @@ impl Actor for Endpoint {
             .name(format!("{}-{}-{}", name.kind, name.service, name.instance))
             .spawn(move || {
                 let end = match session {
-                    Session::Watcher(ring, core) => pump_watcher(ring, core, name.instance.clone(), stop),
+                    Session::Watcher(ring, core) => {
+                        pump_watcher(ring, core, name.instance.clone(), stop)
+                    }
                     Session::Reactor(ring, core) => {
                         run_reactor_flusher(ring, core, name.instance.clone(), stop);
                         SessionEnd::Stopped
@@ -106,7 +116,10 @@ impl Actor for Endpoint {
             Ok(thread) => self.thread = Some(thread),
             Err(e) => {
                 let end = SessionEnd::Failed(format!("cannot start the session thread: {e}"));
-                self.report.do_send(EndpointEnded { name: self.id.clone(), end });
+                self.report.do_send(EndpointEnded {
+                    name: self.id.clone(),
+                    end,
+                });
                 ctx.stop();
             }
         }

@@ -58,11 +58,17 @@ impl ReactorRing for HostReactorRing {
 /// Creates a watcher session's ring: its base name (for `Accept`) and the host's end.
 pub fn create_watcher_ring() -> Result<(String, Box<dyn WatcherRing>), OpenError> {
     let ring = RingConsumer::create(RingConfig::default())?;
-    Ok((ring.ring().base().to_owned(), Box::new(HostWatcherRing(ring))))
+    Ok((
+        ring.ring().base().to_owned(),
+        Box::new(HostWatcherRing(ring)),
+    ))
 }
 
 /// Creates a reactor session's ring: its base name (for `Accept`) and the host's end.
 pub fn create_reactor_ring() -> Result<(String, Box<dyn ReactorRing>), OpenError> {
     let ring = RingProducer::create(RingConfig::default())?;
-    Ok((ring.ring().base().to_owned(), Box::new(HostReactorRing(ring))))
+    Ok((
+        ring.ring().base().to_owned(),
+        Box::new(HostReactorRing(ring)),
+    ))
 }

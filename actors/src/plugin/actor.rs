@@ -19,7 +19,9 @@ pub struct PluginProcess {
 impl PluginProcess {
     /// An actor over a connected plugin.
     pub fn new(conn: PluginConnection) -> Self {
-        PluginProcess { conn: Arc::new(conn) }
+        PluginProcess {
+            conn: Arc::new(conn),
+        }
     }
 
     /// Runs a blocking request on the blocking pool.
@@ -33,7 +35,11 @@ impl PluginProcess {
             let name = conn.name().to_owned();
             tokio::task::spawn_blocking(move || request(&conn))
                 .await
-                .unwrap_or_else(|e| Err(PluginRequestError::Host(format!("request to {name} failed: {e}"))))
+                .unwrap_or_else(|e| {
+                    Err(PluginRequestError::Host(format!(
+                        "request to {name} failed: {e}"
+                    )))
+                })
         })
     }
 }

@@ -114,7 +114,8 @@ impl PluginConnection {
     /// Starts the plugin process and completes the handshake.
     pub fn launch(spec: &PluginSpec) -> Result<PluginConnection, PluginStartError> {
         let name = spec.name();
-        let (host_end, child_end) = socket_pair().map_err(|e| PluginStartError::Host(format!("socket pair: {e}")))?;
+        let (host_end, child_end) =
+            socket_pair().map_err(|e| PluginStartError::Host(format!("socket pair: {e}")))?;
         let secret = Secret::random();
         let mut cmd = Command::new(&spec.program);
         cmd.args(&spec.args);
@@ -148,12 +149,18 @@ impl PluginConnection {
 
     /// The plugin process's pid.
     pub fn pid(&self) -> u32 {
-        self.child.lock().unwrap_or_else(PoisonError::into_inner).pid()
+        self.child
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pid()
     }
 
     /// Takes the stream of notices and the connection's end (once).
     pub fn take_events(&self) -> Option<Receiver<HostEvent>> {
-        self.events.lock().unwrap_or_else(PoisonError::into_inner).take()
+        self.events
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
     }
 
     /// `Setup` with the type's global config (JSON).
@@ -180,12 +187,16 @@ impl PluginConnection {
 
     /// `Start`: the plugin runs the endpoint's `handle`.
     pub fn start(&self, endpoint: EndpointId) -> Result<(), PluginRequestError> {
-        Ok(self.conn.request(Request::Start { endpoint }, REQUEST_TIMEOUT)?)
+        Ok(self
+            .conn
+            .request(Request::Start { endpoint }, REQUEST_TIMEOUT)?)
     }
 
     /// `Close`: the endpoint's close signal fires.
     pub fn close(&self, endpoint: EndpointId) -> Result<(), PluginRequestError> {
-        Ok(self.conn.request(Request::Close { endpoint }, REQUEST_TIMEOUT)?)
+        Ok(self
+            .conn
+            .request(Request::Close { endpoint }, REQUEST_TIMEOUT)?)
     }
 
     /// `Ping`, answered within `timeout`.
@@ -201,7 +212,9 @@ impl PluginConnection {
         self.conn.close();
         let mut child = self.child.lock().unwrap_or_else(PoisonError::into_inner);
         match child.stop(grace) {
-            Some(status) if status.success() => tracing::debug!(plugin = %self.name, "plugin exited"),
+            Some(status) if status.success() => {
+                tracing::debug!(plugin = %self.name, "plugin exited")
+            }
             Some(status) => tracing::warn!(plugin = %self.name, "plugin exited with {status}"),
             None => tracing::warn!(plugin = %self.name, "plugin killed after {grace:?}"),
         }
