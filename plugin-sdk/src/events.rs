@@ -29,6 +29,8 @@ pub struct Closed {
 pub(crate) enum TrySendError {
     /// No room now; try again when space frees.
     Full,
+    /// Part of the update went; this rest did not (no room for it now).
+    Partial(Update),
     /// The stream is over.
     Closed(String),
 }
@@ -132,8 +134,11 @@ impl EventSender {
         }
         match state.outbound.try_send(&update) {
             Ok(()) => Ok(()),
-            Err(TrySendError::Full) => {
-                state.backlog = Some(update);
+            Err(e @ (TrySendError::Full | TrySendError::Partial(_))) => {
+                state.backlog = Some(match e {
+                    TrySendError::Partial(rest) => rest,
+                    _ => update,
+                });
                 if !state.flusher_running {
                     state.flusher_running = true;
                     let waiter = state.outbound.space_waiter();
@@ -182,9 +187,12 @@ impl EventSender {
                         self.shared.changed.notify_all();
                         continue;
                     }
-                    Err(TrySendError::Full) => {
+                    Err(e @ (TrySendError::Full | TrySendError::Partial(_))) => {
                         // Anything submitted meanwhile is newer and must win.
-                        let mut restored = update;
+                        let mut restored = match e {
+                            TrySendError::Partial(rest) => rest,
+                            _ => update,
+                        };
                         if let Some(newer) = state.backlog.take() {
                             restored.merge(newer);
                         }

@@ -97,8 +97,53 @@ struct RingOutbound {
     buf: Vec<u8>,
 }
 
+/// The most nodes one record of changes carries; larger incremental updates (a backlog
+/// that grew while the host was busy) go in several records.
+const CHUNK_NODES: usize = 1024;
+
+impl RingOutbound {
+    /// Sends a large incremental update as several records, as many as fit.
+    fn try_send_chunked(&mut self, changes: &Event) -> Result<(), TrySendError> {
+        let mut chunks: Vec<Event> = Vec::new();
+        for node in changes.nodes() {
+            if chunks.last().is_none_or(|c| c.len() == CHUNK_NODES) {
+                chunks.push(Event::new());
+            }
+            chunks
+                .last_mut()
+                .expect("just pushed")
+                .add_node(node.clone());
+        }
+        let mut records = Vec::with_capacity(chunks.len());
+        for chunk in &chunks {
+            let update = Update::Incremental(chunk.clone());
+            records.push(
+                codec::encode(&update, "update")
+                    .map_err(|e| TrySendError::Closed(e.to_string()))?,
+            );
+        }
+        match self.producer.try_push_batch(&records) {
+            Ok(n) if n == records.len() => Ok(()),
+            Ok(0) => Err(TrySendError::Full),
+            Ok(n) => {
+                let rest = ipc::event::coalesce(chunks.into_iter().skip(n)).unwrap_or_default();
+                Err(TrySendError::Partial(Update::Incremental(rest)))
+            }
+            Err(RingError::Closed) => {
+                Err(TrySendError::Closed("the host closed the endpoint".into()))
+            }
+            Err(e) => Err(TrySendError::Closed(e.to_string())),
+        }
+    }
+}
+
 impl Outbound for RingOutbound {
     fn try_send(&mut self, update: &Update) -> Result<(), TrySendError> {
+        if let Update::Incremental(changes) = update {
+            if changes.len() > CHUNK_NODES {
+                return self.try_send_chunked(changes);
+            }
+        }
         self.buf.clear();
         codec::encode_into(update, &mut self.buf, "update")
             .map_err(|e| TrySendError::Closed(e.to_string()))?;

@@ -16,6 +16,30 @@ use std::collections::BTreeMap;
 use ipc::codec;
 use ipc::event::{Backlog, Book, Event, Update};
 
+/// The most nodes one record to a reactor carries: a bigger backlog (a reactor that
+/// fell far behind, or the full state of a large service) goes over in several records,
+/// each well under the ring's record limit.
+pub const CHUNK_NODES: usize = 1024;
+
+/// Splits an event into events of at most [`CHUNK_NODES`] nodes.
+fn split(event: Event) -> Vec<Event> {
+    if event.len() <= CHUNK_NODES {
+        return vec![event];
+    }
+    let mut chunks = Vec::with_capacity(event.len() / CHUNK_NODES + 1);
+    let mut chunk = Event::new();
+    for node in event.nodes() {
+        chunk.add_node(node.clone());
+        if chunk.len() == CHUNK_NODES {
+            chunks.push(std::mem::take(&mut chunk));
+        }
+    }
+    if !chunk.is_empty() {
+        chunks.push(chunk);
+    }
+    chunks
+}
+
 /// Where a reactor's events go: the producer side of its ring.
 pub trait EventSink: Send {
     /// Hands over as many of `records` (encoded events, in order) as fit now and returns
@@ -135,9 +159,11 @@ impl ServiceState {
         self.buf.clear();
         // Encoding an Event into a Vec cannot fail (no size limit on encode).
         codec::encode_into(changes, &mut self.buf, "event").expect("events always encode");
+        // A change too big for one record goes through the backlog, which splits it.
+        let direct = changes.len() <= CHUNK_NODES;
         let mut congested = Vec::new();
         for (name, out) in &mut self.reactors {
-            let delivered = match (&mut out.sink, out.backlog.is_empty()) {
+            let delivered = match (&mut out.sink, out.backlog.is_empty() && direct) {
                 (Some(sink), true) => match sink.try_push(&[&self.buf]) {
                     Ok(1) => true,
                     Ok(_) => false,
@@ -202,21 +228,25 @@ impl ServiceState {
         let Some(pending) = out.backlog.take() else {
             return Flush::Done;
         };
-        self.buf.clear();
-        codec::encode_into(&pending, &mut self.buf, "event").expect("events always encode");
-        match sink.try_push(&[&self.buf]) {
-            Ok(1) => Flush::Done,
-            Ok(_) => {
-                out.backlog.restore(pending);
-                Flush::Pending
-            }
+        let chunks = split(pending);
+        let records: Vec<Vec<u8>> = chunks
+            .iter()
+            .map(|chunk| codec::encode(chunk, "event").expect("events always encode"))
+            .collect();
+        let refs: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
+        let (flush, taken) = match sink.try_push(&refs) {
+            Ok(n) if n == refs.len() => (Flush::Done, n),
+            Ok(n) => (Flush::Pending, n),
             Err(e) => {
                 tracing::warn!(service = %self.name, %reactor, "{e}");
                 out.sink = None;
-                out.backlog.restore(pending);
-                Flush::Disconnected
+                (Flush::Disconnected, 0)
             }
+        };
+        if let Some(rest) = ipc::event::coalesce(chunks.into_iter().skip(taken)) {
+            out.backlog.restore(rest);
         }
+        flush
     }
 
     /// Whether a reactor has received everything: no backlog, and its sink consumed.

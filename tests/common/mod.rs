@@ -1,0 +1,215 @@
+//! What the end-to-end tests share: a directory with a config and plugins, a running
+//! `receptor` host that is always stopped, loopback HTTP, and bounded waits.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+/// The longest any single wait in these tests lasts.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// Waits until `cond` holds, polling; panics with `what` after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The test plugin binary, built once per test run.
+pub fn test_plugin() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let status = Command::new(cargo)
+                .args(["build", "-q", "-p", "receptor-test-plugin"])
+                .status()
+                .expect("run cargo build");
+            assert!(status.success(), "cannot build the test plugin");
+            let receptor = PathBuf::from(env!("CARGO_BIN_EXE_receptor"));
+            receptor.with_file_name("receptor-test-plugin")
+        })
+        .clone()
+}
+
+/// A free loopback port (bound and released; the host binds it right after).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// POSTs `body` to `path` and returns (status, body); `None` if nothing listens yet.
+pub fn post(addr: SocketAddr, path: &str, body: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    let status = answer.get(9..12)?.parse().ok()?;
+    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+    Some((status, body))
+}
+
+/// A temporary directory with `Receptor.toml` and a `plugins/` folder.
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    pub fn new(config: &str) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("plugins")).unwrap();
+        std::fs::write(dir.path().join("Receptor.toml"), config).unwrap();
+        Fixture { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Installs the test plugin in `plugins/` as a third-party `kind` plugin `type`.
+    pub fn install_test_plugin(&self, kind: &str, plugin_type: &str) {
+        let to = self
+            .path()
+            .join("plugins")
+            .join(format!("receptor-{kind}-{plugin_type}"));
+        std::fs::copy(test_plugin(), &to).unwrap();
+    }
+
+    /// Starts `receptor run` on the fixture's config, logging JSON to `host.log`.
+    pub fn start(&self) -> Host {
+        let log = std::fs::File::create(self.path().join("host.log")).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_receptor"));
+        cmd.args(["--log-format", "json", "run", "-c"])
+            .arg(self.path().join("Receptor.toml"))
+            .current_dir(self.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        for (key, _) in std::env::vars() {
+            if key.starts_with("RECEPTOR_") {
+                cmd.env_remove(key);
+            }
+        }
+        cmd.env("RECEPTOR_LOG", "info");
+        Host {
+            child: Some(cmd.spawn().expect("start receptor")),
+            log: self.path().join("host.log"),
+        }
+    }
+
+    /// Runs `receptor run` to its end (for configs that fail at start-up).
+    pub fn run_to_end(&self) -> (ExitStatus, String) {
+        let mut host = self.start();
+        let status = host.wait(WAIT).expect("receptor exits");
+        (status, host.log())
+    }
+
+    /// The lines of a file in the fixture (none if it does not exist yet).
+    pub fn lines(&self, file: &str) -> Vec<String> {
+        std::fs::read_to_string(self.path().join(file))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// A running host, stopped (SIGTERM, then SIGKILL) when dropped.
+pub struct Host {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Host {
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// The host's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The pids of the plugin processes the host reported starting.
+    pub fn plugin_pids(&self) -> Vec<u32> {
+        self.log()
+            .lines()
+            .filter(|l| l.contains("plugin process connected"))
+            .filter_map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).ok()?;
+                v["fields"]["pid"].as_u64().map(|p| p as u32)
+            })
+            .collect()
+    }
+
+    pub fn signal(&self, signal: Signal) {
+        kill(Pid::from_raw(self.pid() as i32), signal).unwrap();
+    }
+
+    /// Waits up to `timeout` for the host to exit.
+    pub fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut()?;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            self.signal(Signal::SIGTERM);
+            if self.wait(Duration::from_secs(10)).is_none() {
+                if let Some(mut child) = self.child.take() {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+            }
+        }
+    }
+}
+
+/// Whether process `pid` is still running (a zombie counts as gone).
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// The `/dev/shm` entries that belong to host `pid`.
+pub fn shm_entries_of(pid: u32) -> Vec<String> {
+    let mine = format!("receptor-{pid}-");
+    std::fs::read_dir("/dev/shm")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.strip_prefix("sem.").unwrap_or(n).starts_with(&mine))
+        .collect()
+}
