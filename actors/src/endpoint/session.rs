@@ -134,15 +134,7 @@ pub fn pump_watcher(
             }
         });
         if !updates.is_empty() {
-            let mut congested = Vec::new();
-            {
-                let mut state = core.lock();
-                for update in updates.drain(..) {
-                    congested.extend(state.apply(&watcher, update).congested);
-                }
-            }
-            congested.sort_unstable();
-            congested.dedup();
+            let congested = core.lock().apply_batch(&watcher, updates.drain(..));
             core.wake_flushers(&congested);
         }
         if let Some(e) = bad_frame.take() {

@@ -148,6 +148,85 @@ impl ServiceState {
         }
     }
 
+    /// Applies a batch of a watcher's updates (all a pump drained at once) and publishes
+    /// the real changes, in order, pushing them into each reactor's sink as one batch:
+    /// the ring's position is published once per batch, not once per event. Returns the
+    /// reactors that now have a backlog.
+    pub fn apply_batch(
+        &mut self,
+        watcher: &str,
+        updates: impl IntoIterator<Item = Update>,
+    ) -> Vec<String> {
+        let book = match self.books.get_mut(watcher) {
+            Some(book) => book,
+            None => self.books.entry(watcher.to_owned()).or_default(),
+        };
+        let mut changes = Vec::new();
+        let mut count = 0;
+        for update in updates {
+            count += 1;
+            if let Some(change) = book.apply(update).filter(|c| !c.is_empty()) {
+                changes.push(change);
+            }
+        }
+        self.stats.updates_in += count;
+        if changes.iter().any(|c| c.len() > CHUNK_NODES) {
+            // Rare: big changes go one by one, through the backlog that splits them.
+            let mut congested: Vec<String> = changes.iter().flat_map(|c| self.publish(c)).collect();
+            congested.sort_unstable();
+            congested.dedup();
+            return congested;
+        }
+        self.publish_all(&changes)
+    }
+
+    /// [`publish`](Self::publish) for many events, each sink taking them as one batch.
+    fn publish_all(&mut self, changes: &[Event]) -> Vec<String> {
+        if changes.is_empty() {
+            return Vec::new();
+        }
+        self.stats.changes_out += changes.len() as u64;
+        self.buf.clear();
+        let mut ends = Vec::with_capacity(changes.len());
+        for change in changes {
+            codec::encode_into(change, &mut self.buf, "event").expect("events always encode");
+            ends.push(self.buf.len());
+        }
+        let mut start = 0;
+        let records: Vec<&[u8]> = ends
+            .iter()
+            .map(|&end| {
+                let record = &self.buf[start..end];
+                start = end;
+                record
+            })
+            .collect();
+        let mut congested = Vec::new();
+        for (name, out) in &mut self.reactors {
+            let pushed = match (&mut out.sink, out.backlog.is_empty()) {
+                (Some(sink), true) => match sink.try_push(&records) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        tracing::warn!(service = %self.name, reactor = %name, "{e}; keeping its events until it reconnects");
+                        out.sink = None;
+                        0
+                    }
+                },
+                _ => 0,
+            };
+            if pushed < changes.len() {
+                self.stats.deferred += (changes.len() - pushed) as u64;
+                for change in &changes[pushed..] {
+                    out.backlog.push(change.clone());
+                }
+                if out.sink.is_some() {
+                    congested.push(name.clone());
+                }
+            }
+        }
+        congested
+    }
+
     /// Sends `changes` to every reactor: straight into its sink when its backlog is empty
     /// and the sink has room, else into its backlog. Returns the reactors that now have
     /// a backlog (their flushers should be woken).

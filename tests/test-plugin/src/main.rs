@@ -16,15 +16,26 @@
 //! - `stall`: like `record`, but receives nothing until the file `release` exists.
 //! - `count`: counts node events and writes the count to `file` when it stops.
 //!
+//! - `count` with `rate` (events per second, 0 = as fast as it can): paced, each event
+//!   stamped with its send time (for latency).
+//!
+//! Reactor `count` with `expect` and `result`: once `expect` nodes arrived, writes
+//! `{count, first_ns, last_ns, p50_us, p99_us}` to `result` (see `bench.rs`).
+//!
+//! Run as `receptor-test-plugin direct-send ...` / `direct-recv ...` it is instead the
+//! baseline of the `end_to_end` bench: the same events over a plain unix socket.
+//!
 //! Any kind, global config: `reject-setup` fails `Setup` with `message`. Instance config:
 //! `reject-accept` fails `Accept` with `message`.
+
+mod bench;
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use plugin_sdk::{
-    reactor_endpoint, watcher_endpoint, Config, Event, NodeInfo, Reactor, ReactorEndpoint, Watcher,
+    reactor_endpoint, watcher_endpoint, Config, NodeInfo, Reactor, ReactorEndpoint, Watcher,
     WatcherEndpoint,
 };
 use serde::Deserialize;
@@ -39,6 +50,9 @@ struct Scenario {
     prefix: String,
     file: Option<PathBuf>,
     release: Option<PathBuf>,
+    rate: u64,
+    expect: u64,
+    result: Option<PathBuf>,
 }
 
 fn scenario(cfg: &Config) -> plugin_sdk::Result<Scenario> {
@@ -78,14 +92,10 @@ impl Watcher for TestWatcher {
                 } else {
                     &s.prefix
                 };
+                let start = std::time::Instant::now();
                 for i in 0..s.count {
-                    let name = format!("{prefix}-{i}");
-                    events.send(Event::with_node(
-                        name,
-                        plugin_sdk::NodeStatus::Up,
-                        "127.0.0.1",
-                        80,
-                    ))?;
+                    bench::pace(start, s.rate, i);
+                    events.send(bench::event(prefix, i, s.rate > 0))?;
                 }
                 close.wait();
                 Ok(())
@@ -127,11 +137,14 @@ impl Reactor for TestReactor {
                 Ok(())
             })),
             "count" => Ok(reactor_endpoint(move |mut events, _close| {
-                let mut count = 0u64;
+                let mut tally = bench::Tally::default();
                 while let Some(ev) = events.recv() {
-                    count += ev.len() as u64;
+                    tally.observe(&ev);
+                    if let Some(result) = &s.result {
+                        tally.write_when_done(s.expect, result)?;
+                    }
                 }
-                std::fs::write(&file, count.to_string())?;
+                std::fs::write(&file, tally.count().to_string())?;
                 Ok(())
             })),
             other => Err(format!("unknown reactor scenario '{other}'").into()),
@@ -140,6 +153,19 @@ impl Reactor for TestReactor {
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let direct = match args.get(1).map(String::as_str) {
+        Some("direct-send") => Some(bench::direct_send(&args[2..])),
+        Some("direct-recv") => Some(bench::direct_recv(&args[2..])),
+        _ => None,
+    };
+    if let Some(result) = direct {
+        if let Err(e) = result {
+            eprintln!("receptor-test-plugin: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
     let name = std::env::args().next().unwrap_or_default();
     let name = std::path::Path::new(&name)
         .file_name()
