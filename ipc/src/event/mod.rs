@@ -116,9 +116,44 @@ impl fmt::Display for NodeInfo {
 /// A set of node changes keyed by node name; a later entry for a name replaces an earlier one.
 ///
 /// Iteration is in node-name order, so logs and tests see a stable order.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// Most events name one node, so an event keeps up to [`SMALL_EVENT`] nodes in a sorted
+/// vector (one small allocation) and switches to a B-tree beyond that (a backlog that
+/// coalesced thousands of nodes). Both keep name order; equality is by content.
+#[derive(Clone)]
 pub struct Event {
-    nodes: BTreeMap<String, NodeInfo>,
+    nodes: Nodes,
+}
+
+/// The most nodes an event keeps in its vector form.
+pub const SMALL_EVENT: usize = 16;
+
+#[derive(Clone)]
+enum Nodes {
+    Small(Vec<NodeInfo>),
+    Large(BTreeMap<String, NodeInfo>),
+}
+
+impl Default for Event {
+    fn default() -> Self {
+        Event {
+            nodes: Nodes::Small(Vec::new()),
+        }
+    }
+}
+
+impl PartialEq for Event {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.nodes().eq(other.nodes())
+    }
+}
+
+impl Eq for Event {}
+
+impl fmt::Debug for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.nodes()).finish()
+    }
 }
 
 impl Event {
@@ -152,43 +187,159 @@ impl Event {
 
     /// Adds a node, replacing any entry of the same name; returns the entry it replaced.
     pub fn add_node(&mut self, node: NodeInfo) -> Option<NodeInfo> {
-        self.nodes.insert(node.name.clone(), node)
+        match &mut self.nodes {
+            Nodes::Small(list) => {
+                match list.binary_search_by(|n| n.name.as_str().cmp(node.name.as_str())) {
+                    Ok(i) => return Some(std::mem::replace(&mut list[i], node)),
+                    Err(i) if list.len() < SMALL_EVENT => list.insert(i, node),
+                    Err(_) => {
+                        let mut map: BTreeMap<String, NodeInfo> =
+                            list.drain(..).map(|n| (n.name.clone(), n)).collect();
+                        map.insert(node.name.clone(), node);
+                        self.nodes = Nodes::Large(map);
+                    }
+                }
+                None
+            }
+            Nodes::Large(map) => map.insert(node.name.clone(), node),
+        }
     }
 
     /// Folds a later event into this one: for every node the later entry wins.
+    ///
+    /// The work is proportional to the smaller of the two, so folding a few fresh nodes
+    /// into a large backlog, or a large backlog into a few, is cheap either way.
     pub fn merge(&mut self, later: Event) {
-        if self.nodes.is_empty() {
-            self.nodes = later.nodes;
+        if self.len() <= later.len() {
+            let earlier = std::mem::replace(self, later);
+            for node in earlier {
+                if self.get(&node.name).is_none() {
+                    self.add_node(node);
+                }
+            }
         } else {
-            self.nodes.extend(later.nodes);
+            self.extend(later);
+        }
+    }
+
+    /// Removes and returns the first `n` nodes in name order (all of them if there are
+    /// fewer), leaving the rest: how a large backlog is handed over a piece at a time.
+    pub fn split_first(&mut self, n: usize) -> Event {
+        if n >= self.len() {
+            return std::mem::take(self);
+        }
+        match &mut self.nodes {
+            Nodes::Small(list) => list.drain(..n).collect(),
+            Nodes::Large(map) => {
+                let key = map.keys().nth(n).expect("n < len").clone();
+                let rest = map.split_off(&key);
+                let first = std::mem::replace(map, rest);
+                let mut piece = Event::new();
+                piece.extend(first.into_values());
+                piece
+            }
         }
     }
 
     /// The entry for a node name, if the event has one.
     pub fn get(&self, name: &str) -> Option<&NodeInfo> {
-        self.nodes.get(name)
+        match &self.nodes {
+            Nodes::Small(list) => list
+                .binary_search_by(|n| n.name.as_str().cmp(name))
+                .ok()
+                .map(|i| &list[i]),
+            Nodes::Large(map) => map.get(name),
+        }
     }
 
     /// Removes and returns the entry for a node name.
     pub fn remove(&mut self, name: &str) -> Option<NodeInfo> {
-        self.nodes.remove(name)
+        match &mut self.nodes {
+            Nodes::Small(list) => list
+                .binary_search_by(|n| n.name.as_str().cmp(name))
+                .ok()
+                .map(|i| list.remove(i)),
+            Nodes::Large(map) => map.remove(name),
+        }
     }
 
     /// How many nodes the event names.
     pub fn len(&self) -> usize {
-        self.nodes.len()
+        match &self.nodes {
+            Nodes::Small(list) => list.len(),
+            Nodes::Large(map) => map.len(),
+        }
     }
 
     /// Whether the event names no node.
     pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
+        self.len() == 0
     }
 
     /// The nodes in name order.
-    pub fn nodes(&self) -> impl ExactSizeIterator<Item = &NodeInfo> + '_ {
-        self.nodes.values()
+    pub fn nodes(&self) -> NodeIter<'_> {
+        match &self.nodes {
+            Nodes::Small(list) => NodeIter::Small(list.iter()),
+            Nodes::Large(map) => NodeIter::Large(map.values()),
+        }
     }
 }
+
+/// The nodes of an [`Event`] in name order.
+pub enum NodeIter<'a> {
+    /// Of a small event.
+    Small(std::slice::Iter<'a, NodeInfo>),
+    /// Of a large event.
+    Large(btree_map::Values<'a, String, NodeInfo>),
+}
+
+impl<'a> Iterator for NodeIter<'a> {
+    type Item = &'a NodeInfo;
+
+    fn next(&mut self) -> Option<&'a NodeInfo> {
+        match self {
+            NodeIter::Small(it) => it.next(),
+            NodeIter::Large(it) => it.next(),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match self {
+            NodeIter::Small(it) => it.size_hint(),
+            NodeIter::Large(it) => it.size_hint(),
+        }
+    }
+}
+
+impl ExactSizeIterator for NodeIter<'_> {}
+
+/// The nodes of an [`Event`], owned, in name order.
+pub enum IntoNodes {
+    /// Of a small event.
+    Small(std::vec::IntoIter<NodeInfo>),
+    /// Of a large event.
+    Large(btree_map::IntoValues<String, NodeInfo>),
+}
+
+impl Iterator for IntoNodes {
+    type Item = NodeInfo;
+
+    fn next(&mut self) -> Option<NodeInfo> {
+        match self {
+            IntoNodes::Small(it) => it.next(),
+            IntoNodes::Large(it) => it.next(),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match self {
+            IntoNodes::Small(it) => it.size_hint(),
+            IntoNodes::Large(it) => it.size_hint(),
+        }
+    }
+}
+
+impl ExactSizeIterator for IntoNodes {}
 
 impl FromIterator<NodeInfo> for Event {
     /// Collects nodes; for a repeated name the last one wins.
@@ -209,19 +360,22 @@ impl Extend<NodeInfo> for Event {
 
 impl IntoIterator for Event {
     type Item = NodeInfo;
-    type IntoIter = btree_map::IntoValues<String, NodeInfo>;
+    type IntoIter = IntoNodes;
 
     fn into_iter(self) -> Self::IntoIter {
-        self.nodes.into_values()
+        match self.nodes {
+            Nodes::Small(list) => IntoNodes::Small(list.into_iter()),
+            Nodes::Large(map) => IntoNodes::Large(map.into_values()),
+        }
     }
 }
 
 impl<'a> IntoIterator for &'a Event {
     type Item = &'a NodeInfo;
-    type IntoIter = btree_map::Values<'a, String, NodeInfo>;
+    type IntoIter = NodeIter<'a>;
 
     fn into_iter(self) -> Self::IntoIter {
-        self.nodes.values()
+        self.nodes()
     }
 }
 
@@ -241,8 +395,8 @@ impl fmt::Display for Event {
 /// On the wire an event is a sequence of nodes; the name is not written twice.
 impl Encode for Event {
     fn encode<E: Encoder>(&self, encoder: &mut E) -> Result<(), EncodeError> {
-        (self.nodes.len() as u64).encode(encoder)?;
-        for node in self.nodes.values() {
+        (self.len() as u64).encode(encoder)?;
+        for node in self.nodes() {
             node.encode(encoder)?;
         }
         Ok(())
@@ -253,7 +407,10 @@ impl Encode for Event {
 impl<Context> Decode<Context> for Event {
     fn decode<D: Decoder<Context = Context>>(decoder: &mut D) -> Result<Self, DecodeError> {
         let len = u64::decode(decoder)?;
-        let mut ev = Event::new();
+        let mut ev = Event {
+            // A forged length must not reserve memory: at most the small form's capacity.
+            nodes: Nodes::Small(Vec::with_capacity((len as usize).min(SMALL_EVENT))),
+        };
         for _ in 0..len {
             // Each node claims its own bytes from the decoder's limit, so a forged length
             // runs out of input (an error) long before it runs out of memory.
@@ -273,7 +430,7 @@ impl<'de, Context> bincode::BorrowDecode<'de, Context> for Event {
 
 impl Serialize for Event {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.nodes.values())
+        serializer.collect_seq(self.nodes())
     }
 }
 
