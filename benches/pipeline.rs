@@ -8,44 +8,20 @@
 //!
 //! The baseline in the same run is the codec work every design must do per event:
 //! decode the update and encode one event. The figures are printed as `summary:` lines,
-//! with the allocations per event counted by a counting global allocator.
+//! with the allocations per event counted by a counting wrapper around the host's
+//! allocator (mimalloc, as in the `receptor` binary).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use actors::service::{EventSink, ServiceState, SinkClosed};
 use criterion::{criterion_group, Criterion, Throughput};
 use ipc::codec;
 use ipc::event::{Event, NodeStatus, Update};
+use ipc::sys::alloc::Counting;
 
-/// Counts allocations so the bench can report them per event.
-struct Counting;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: defers every call to the system allocator unchanged; the counter is atomic.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as our caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as our caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
+/// The host's allocator, counted, so the bench can report allocations per event.
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: Counting<mimalloc::MiMalloc> = Counting::new(mimalloc::MiMalloc);
 
 /// A reactor that keeps up: takes every record, counts the bytes.
 struct KeepUp(u64);
@@ -147,11 +123,11 @@ fn summary() {
         let mut allocs = 0;
         let mut events = 0;
         for _ in 0..5 {
-            let before = ALLOCATIONS.load(Ordering::Relaxed);
+            let before = GLOBAL.allocations();
             let start = Instant::now();
             events = run();
             best = best.min(start.elapsed().as_secs_f64());
-            allocs = ALLOCATIONS.load(Ordering::Relaxed) - before;
+            allocs = GLOBAL.allocations() - before;
         }
         let rate = events as f64 / best;
         println!("summary: {name}_events_per_s = {rate:.0}");

@@ -55,6 +55,9 @@ pub(crate) trait Inbound: Send + 'static {
     fn waker(&self) -> Box<dyn FnOnce() + Send>;
 }
 
+/// The most changes the flusher hands over in one update.
+const FLUSH_PIECE: usize = 1024;
+
 /// How long the flusher waits for space before checking whether it should stop.
 const FLUSH_WAIT: Duration = Duration::from_millis(50);
 
@@ -181,7 +184,16 @@ impl EventSender {
                         .wait(state)
                         .unwrap_or_else(PoisonError::into_inner);
                 }
-                let update = state.backlog.take().expect("checked above");
+                let update = match state.backlog.take().expect("checked above") {
+                    // A large backlog of changes goes over a piece at a time, so that a
+                    // full ring never costs more than re-queueing one piece.
+                    Update::Incremental(mut changes) if changes.len() > FLUSH_PIECE => {
+                        let piece = changes.split_first(FLUSH_PIECE);
+                        state.backlog = Some(Update::Incremental(changes));
+                        Update::Incremental(piece)
+                    }
+                    whole => whole,
+                };
                 match state.outbound.try_send(&update) {
                     Ok(()) => {
                         self.shared.changed.notify_all();

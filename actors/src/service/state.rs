@@ -21,25 +21,6 @@ use ipc::event::{Backlog, Book, Event, Update};
 /// each well under the ring's record limit.
 pub const CHUNK_NODES: usize = 1024;
 
-/// Splits an event into events of at most [`CHUNK_NODES`] nodes.
-fn split(event: Event) -> Vec<Event> {
-    if event.len() <= CHUNK_NODES {
-        return vec![event];
-    }
-    let mut chunks = Vec::with_capacity(event.len() / CHUNK_NODES + 1);
-    let mut chunk = Event::new();
-    for node in event.nodes() {
-        chunk.add_node(node.clone());
-        if chunk.len() == CHUNK_NODES {
-            chunks.push(std::mem::take(&mut chunk));
-        }
-    }
-    if !chunk.is_empty() {
-        chunks.push(chunk);
-    }
-    chunks
-}
-
 /// Where a reactor's events go: the producer side of its ring.
 pub trait EventSink: Send {
     /// Hands over as many of `records` (encoded events, in order) as fit now and returns
@@ -307,23 +288,25 @@ impl ServiceState {
         let Some(pending) = out.backlog.take() else {
             return Flush::Done;
         };
-        let chunks = split(pending);
-        let records: Vec<Vec<u8>> = chunks
-            .iter()
-            .map(|chunk| codec::encode(chunk, "event").expect("events always encode"))
-            .collect();
-        let refs: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
-        let (flush, taken) = match sink.try_push(&refs) {
-            Ok(n) if n == refs.len() => (Flush::Done, n),
-            Ok(n) => (Flush::Pending, n),
-            Err(e) => {
-                tracing::warn!(service = %self.name, %reactor, "{e}");
-                out.sink = None;
-                (Flush::Disconnected, 0)
+        let mut rest = pending;
+        let mut flush = Flush::Done;
+        while !rest.is_empty() {
+            let piece = rest.split_first(CHUNK_NODES);
+            self.buf.clear();
+            codec::encode_into(&piece, &mut self.buf, "event").expect("events always encode");
+            match sink.try_push(&[&self.buf]) {
+                Ok(1) => continue,
+                Ok(_) => flush = Flush::Pending,
+                Err(e) => {
+                    tracing::warn!(service = %self.name, %reactor, "{e}");
+                    out.sink = None;
+                    flush = Flush::Disconnected;
+                }
             }
-        };
-        if let Some(rest) = ipc::event::coalesce(chunks.into_iter().skip(taken)) {
-            out.backlog.restore(rest);
+            let mut unsent = piece;
+            unsent.merge(rest);
+            out.backlog.restore(unsent);
+            break;
         }
         flush
     }

@@ -10,7 +10,9 @@
 //! - [`semaphore::RawSemaphore`]: `sem_*` calls on a handle from a successful
 //!   `sem_open`, closed exactly once.
 //! - [`process`]: what runs between `fork` and `exec` in a child.
+//! - [`alloc::Counting`]: forwards every call to the wrapped allocator unchanged.
 
+pub mod alloc;
 pub mod process;
 pub mod semaphore;
 pub mod shm;
