@@ -101,6 +101,10 @@ struct RingOutbound {
 /// that grew while the host was busy) go in several records.
 const CHUNK_NODES: usize = 1024;
 
+/// How long a send waits for the host to free space in a full ring before the update
+/// goes to the coalescing backlog instead: about one batch of the host's pump.
+const FULL_GRACE: Duration = Duration::from_micros(20);
+
 impl RingOutbound {
     /// Sends a large incremental update as several records, as many as fit.
     fn try_send_chunked(&mut self, changes: &Event) -> Result<(), TrySendError> {
@@ -147,7 +151,11 @@ impl Outbound for RingOutbound {
         self.buf.clear();
         codec::encode_into(update, &mut self.buf, "update")
             .map_err(|e| TrySendError::Closed(e.to_string()))?;
-        match self.producer.try_push(&self.buf) {
+        let mut pushed = self.producer.try_push(&self.buf);
+        if pushed == Ok(false) && self.producer.wait_space(FULL_GRACE).unwrap_or(false) {
+            pushed = self.producer.try_push(&self.buf);
+        }
+        match pushed {
             Ok(true) => Ok(()),
             Ok(false) => Err(TrySendError::Full),
             Err(RingError::Closed) => {
