@@ -121,13 +121,12 @@ impl Fixture {
         (status, host.log())
     }
 
-    /// The lines of a file in the fixture (none if it does not exist yet).
+    /// The complete lines of a file in the fixture (none if it does not exist yet); a
+    /// last line still being written is left out.
     pub fn lines(&self, file: &str) -> Vec<String> {
-        std::fs::read_to_string(self.path().join(file))
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_owned)
-            .collect()
+        let text = std::fs::read_to_string(self.path().join(file)).unwrap_or_default();
+        let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+        complete.lines().map(str::to_owned).collect()
     }
 }
 
