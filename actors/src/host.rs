@@ -1,16 +1,16 @@
 //! `receptor run`: the actor system around a [`Receptor`], from start to exit code.
 //!
-//! The host runs until SIGINT or SIGTERM (then shuts down cleanly and succeeds), or
-//! until an endpoint's session fails at run time (then shuts down and reports a run-time
-//! failure: without supervision a broken plugin means a broken pipeline).
+//! The host runs until SIGINT or SIGTERM (then shuts down cleanly and succeeds), or until
+//! a plugin runs out of restarts under `on_plugin_failure = "shutdown"` (then shuts down
+//! and reports a run-time failure, exit 2). Under `"isolate"` a failed plugin's services
+//! are reported failed and the rest keep running.
 
 use actix::prelude::*;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
-use crate::config::Config;
-use crate::endpoint::actor::EndpointEnded;
-use crate::endpoint::SessionEnd;
+use crate::config::{Config, OnFailure};
+use crate::plugin::actor::PluginFailed;
 use crate::receptor::{Launcher, Receptor, StartupError};
 
 /// Why the host stopped with a failure.
@@ -24,17 +24,17 @@ pub enum HostError {
     Runtime(String),
 }
 
-/// Collects endpoint endings from the actors into a channel the host loop awaits.
-struct EndedSink(mpsc::UnboundedSender<EndpointEnded>);
+/// Collects plugin failures from the actors into a channel the host loop awaits.
+struct FailureSink(mpsc::UnboundedSender<PluginFailed>);
 
-impl Actor for EndedSink {
+impl Actor for FailureSink {
     type Context = Context<Self>;
 }
 
-impl Handler<EndpointEnded> for EndedSink {
+impl Handler<PluginFailed> for FailureSink {
     type Result = ();
 
-    fn handle(&mut self, msg: EndpointEnded, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: PluginFailed, _: &mut Context<Self>) {
         let _ = self.0.send(msg);
     }
 }
@@ -47,20 +47,26 @@ pub fn run(config: Config, launcher: Launcher) -> Result<(), HostError> {
             .map_err(|e| HostError::Runtime(format!("cannot watch SIGTERM: {e}")))?;
         let mut interrupt = signal(SignalKind::interrupt())
             .map_err(|e| HostError::Runtime(format!("cannot watch SIGINT: {e}")))?;
-        let (tx, mut ended) = mpsc::unbounded_channel();
-        let sink = EndedSink(tx).start();
+        let (tx, mut failures) = mpsc::unbounded_channel();
+        let sink = FailureSink(tx).start();
         let host = Receptor::start(&config, &launcher, sink.recipient()).await?;
         let outcome = loop {
             tokio::select! {
                 _ = terminate.recv() => break Ok("SIGTERM"),
                 _ = interrupt.recv() => break Ok("SIGINT"),
-                Some(msg) = ended.recv() => match msg.end {
-                    SessionEnd::Finished | SessionEnd::Stopped => {
-                        tracing::info!(endpoint = %msg.name, "endpoint finished");
+                Some(failed) = failures.recv() => match failed.on_failure {
+                    OnFailure::Isolate => {
+                        tracing::error!(
+                            plugin = %failed.plugin,
+                            "services {} are failed (plugin {} is out of restarts: {}); the others keep running",
+                            failed.services.join(", "), failed.plugin, failed.reason
+                        );
                     }
-                    SessionEnd::Failed(reason) => {
-                        tracing::error!(endpoint = %msg.name, "endpoint failed: {reason}");
-                        break Err(HostError::Runtime(format!("{} failed: {reason}", msg.name)));
+                    OnFailure::Shutdown => {
+                        break Err(HostError::Runtime(format!(
+                            "plugin {} is out of restarts ({}); on_plugin_failure = \"shutdown\"",
+                            failed.plugin, failed.reason
+                        )));
                     }
                 },
             }

@@ -1,10 +1,11 @@
 //! The root of the host: start-up, the running pipeline, and shutdown.
 //!
-//! Start-up follows the seed's life cycle: one plugin process per plugin type in use,
-//! `Setup` once per type with its global config, then for every service an `Accept` per
-//! instance (each with a fresh ring), then `Start`, reactors first so that no event
-//! finds a reactor missing. Any failure there is a [`StartupError`] that names the
-//! plugin, the service and the instance, with the plugin's own message.
+//! Start-up follows the seed's life cycle: one plugin process per plugin type in use
+//! (a [`PluginProcess`] actor that also supervises it), `Setup` once per type with its
+//! global config, an `Accept` per instance (each with a fresh ring), then `Start`,
+//! reactors first so that no event finds a reactor missing. Any failure there is a
+//! [`StartupError`] that names the plugin, the service and the instance, with the
+//! plugin's own message; failures after start-up are the plugin actors' to handle.
 //!
 //! Shutdown is one signal out and completion counted back, with a deadline: close the
 //! watchers, let the reactors drain what is in flight, close the reactors, ask every
@@ -16,16 +17,14 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use crate::config::Config;
-use crate::endpoint::actor::{Endpoint, EndpointEnded, EndpointName, Session, StopEndpoint};
-use crate::endpoint::rings;
+use crate::endpoint::actor::EndpointName;
 use crate::endpoint::ServiceCore;
 use crate::lookup::{PluginKind, PluginSource};
 use crate::plugin::actor::{
-    AcceptEndpoint, CloseEndpoint, PluginProcess, SetupPlugin, StartEndpoint, StopPlugin,
+    Boot, BootError, CloseEndpoints, Instance, PluginFailed, PluginProcess, StartEndpoints,
+    StopPlugin, Supervise,
 };
-use crate::plugin::connection::{
-    AcceptSpec, EndpointId, PluginConnection, PluginSpec, PluginStartError,
-};
+use crate::plugin::connection::PluginSpec;
 use crate::service::ServiceState;
 
 /// How a plugin type is identified: kind and type name.
@@ -65,15 +64,14 @@ impl Launcher {
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     /// A plugin process could not be started or failed its handshake.
-    #[error("{kind} plugin '{plugin_type}': {source}")]
+    #[error("{kind} plugin '{plugin_type}': {message}")]
     Launch {
         /// Watcher or reactor.
         kind: PluginKind,
         /// The type.
         plugin_type: String,
         /// What went wrong.
-        #[source]
-        source: PluginStartError,
+        message: String,
     },
     /// A plugin rejected its global configuration.
     #[error("{kind} plugin '{plugin_type}' rejected its configuration [{kind}s.{plugin_type}]: {message}")]
@@ -83,6 +81,14 @@ pub enum StartupError {
         /// The type.
         plugin_type: String,
         /// The plugin's message (or the transport's).
+        message: String,
+    },
+    /// A plugin could not start its endpoints.
+    #[error("plugin type '{plugin_type}': {message}")]
+    Start {
+        /// The type.
+        plugin_type: String,
+        /// What failed.
         message: String,
     },
     /// A plugin rejected an instance's configuration, or the instance could not start.
@@ -97,46 +103,33 @@ pub enum StartupError {
     },
 }
 
-struct EndpointHandle {
-    name: EndpointName,
-    plugin: PluginKey,
-    id: EndpointId,
-    actor: Addr<Endpoint>,
-}
-
 /// The running host.
 pub struct Receptor {
     shutdown_timeout: Duration,
     plugins: BTreeMap<PluginKey, Addr<PluginProcess>>,
-    watchers: Vec<EndpointHandle>,
-    reactors: Vec<EndpointHandle>,
     cores: Vec<std::sync::Arc<ServiceCore>>,
 }
 
 impl Receptor {
-    /// Starts every plugin and service of `config`. `ended` hears of every endpoint
-    /// whose session ends by itself while running.
+    /// Starts every plugin and service of `config`. `failures` hears of every plugin
+    /// that runs out of restarts.
     pub async fn start(
         config: &Config,
         launcher: &Launcher,
-        ended: Recipient<EndpointEnded>,
+        failures: Recipient<PluginFailed>,
     ) -> Result<Receptor, StartupError> {
         let mut host = Receptor {
             shutdown_timeout: config.shutdown_timeout,
             plugins: BTreeMap::new(),
-            watchers: Vec::new(),
-            reactors: Vec::new(),
             cores: Vec::new(),
         };
-        if let Err(e) = host.start_all(config, launcher, ended).await {
+        if let Err(e) = host.start_all(config, launcher, failures).await {
             host.shutdown().await;
             return Err(e);
         }
         tracing::info!(
             services = config.services.len(),
             plugins = host.plugins.len(),
-            watchers = host.watchers.len(),
-            reactors = host.reactors.len(),
             "receptor running"
         );
         Ok(host)
@@ -146,99 +139,87 @@ impl Receptor {
         &mut self,
         config: &Config,
         launcher: &Launcher,
-        ended: Recipient<EndpointEnded>,
+        failures: Recipient<PluginFailed>,
     ) -> Result<(), StartupError> {
-        for ((kind, plugin_type), source) in &config.plugins {
-            let spec = launcher.spec(*kind, plugin_type, source);
-            let conn = tokio::task::spawn_blocking(move || PluginConnection::launch(&spec))
-                .await
-                .map_err(|e| PluginStartError::Host(e.to_string()))
-                .and_then(|r| r)
-                .map_err(|source| StartupError::Launch {
-                    kind: *kind,
-                    plugin_type: plugin_type.clone(),
-                    source,
-                })?;
-            let addr = PluginProcess::new(conn).start();
-            self.plugins
-                .insert((*kind, plugin_type.clone()), addr.clone());
-            let global_cfg = config.global_cfg(*kind, plugin_type).to_string();
-            let setup = addr.send(SetupPlugin { global_cfg }).await;
-            flatten(setup).map_err(|message| StartupError::Setup {
-                kind: *kind,
-                plugin_type: plugin_type.clone(),
-                message,
-            })?;
-            tracing::info!(plugin = %format!("{kind}/{plugin_type}"), "plugin set up");
-        }
-
+        let mut instances: BTreeMap<PluginKey, Vec<Instance>> = BTreeMap::new();
         for (service, svc) in &config.services {
             let core = ServiceCore::new(ServiceState::new(service.clone()));
             self.cores.push(core.clone());
-            for (kind, instances) in [
+            for (kind, list) in [
                 (PluginKind::Reactor, &svc.reactors),
                 (PluginKind::Watcher, &svc.watchers),
             ] {
-                for (instance, inst) in instances {
-                    let name = EndpointName {
-                        kind,
-                        service: service.clone(),
-                        instance: instance.clone(),
-                    };
-                    let fail = |message: String| StartupError::Accept {
-                        endpoint: name.clone(),
-                        plugin_type: inst.plugin_type.clone(),
-                        message,
-                    };
-                    let plugin = (kind, inst.plugin_type.clone());
-                    let addr = self
-                        .plugins
-                        .get(&plugin)
-                        .expect("every type in use was launched")
-                        .clone();
-                    let (ring_name, session) = match kind {
-                        PluginKind::Watcher => {
-                            let (ring_name, ring) =
-                                rings::create_watcher_ring().map_err(|e| fail(e.to_string()))?;
-                            (ring_name, Session::Watcher(ring, core.clone()))
-                        }
-                        PluginKind::Reactor => {
-                            let (ring_name, ring) =
-                                rings::create_reactor_ring().map_err(|e| fail(e.to_string()))?;
-                            (ring_name, Session::Reactor(ring, core.clone()))
-                        }
-                    };
-                    let accept = AcceptSpec {
-                        service: service.clone(),
-                        instance: instance.clone(),
-                        cfg: inst.cfg.to_string(),
-                        ring: ring_name,
-                    };
-                    let id = flatten(addr.send(AcceptEndpoint(accept)).await).map_err(&fail)?;
-                    let actor = Endpoint::new(name.clone(), session, ended.clone()).start();
-                    let handle = EndpointHandle {
-                        name,
-                        plugin,
-                        id,
-                        actor,
-                    };
-                    match kind {
-                        PluginKind::Watcher => self.watchers.push(handle),
-                        PluginKind::Reactor => self.reactors.push(handle),
-                    }
+                for (instance, inst) in list {
+                    instances
+                        .entry((kind, inst.plugin_type.clone()))
+                        .or_default()
+                        .push(Instance {
+                            name: EndpointName {
+                                kind,
+                                service: service.clone(),
+                                instance: instance.clone(),
+                            },
+                            cfg: inst.cfg.to_string(),
+                            core: core.clone(),
+                        });
                 }
             }
         }
 
-        for handle in self.reactors.iter().chain(&self.watchers) {
-            let addr = &self.plugins[&handle.plugin];
-            flatten(addr.send(StartEndpoint(handle.id)).await).map_err(|message| {
-                StartupError::Accept {
-                    endpoint: handle.name.clone(),
-                    plugin_type: handle.plugin.1.clone(),
-                    message: format!("cannot start: {message}"),
+        for ((kind, plugin_type), source) in &config.plugins {
+            let key = (*kind, plugin_type.clone());
+            let actor = PluginProcess::new(
+                launcher.spec(*kind, plugin_type, source),
+                config.global_cfg(*kind, plugin_type).to_string(),
+                instances.remove(&key).unwrap_or_default(),
+                config.supervision.policy(*kind, plugin_type).clone(),
+                failures.clone(),
+            );
+            let addr = actor.start();
+            self.plugins.insert(key, addr.clone());
+            let booted = addr
+                .send(Boot)
+                .await
+                .map_err(|e| BootError::Launch(e.to_string()));
+            match booted.and_then(|r| r) {
+                Ok(()) => {
+                    tracing::info!(plugin = %format!("{kind}/{plugin_type}"), "plugin set up")
                 }
-            })?;
+                Err(BootError::Launch(message)) => {
+                    return Err(StartupError::Launch {
+                        kind: *kind,
+                        plugin_type: plugin_type.clone(),
+                        message,
+                    })
+                }
+                Err(BootError::Setup(message)) => {
+                    return Err(StartupError::Setup {
+                        kind: *kind,
+                        plugin_type: plugin_type.clone(),
+                        message,
+                    })
+                }
+                Err(BootError::Accept { endpoint, message }) => {
+                    return Err(StartupError::Accept {
+                        endpoint,
+                        plugin_type: plugin_type.clone(),
+                        message,
+                    })
+                }
+            }
+        }
+
+        for kind in [PluginKind::Reactor, PluginKind::Watcher] {
+            for ((_, plugin_type), addr) in &self.plugins {
+                let started = addr.send(StartEndpoints(kind)).await;
+                flatten(started).map_err(|message| StartupError::Start {
+                    plugin_type: plugin_type.clone(),
+                    message,
+                })?;
+            }
+        }
+        for addr in self.plugins.values() {
+            addr.do_send(Supervise);
         }
         Ok(())
     }
@@ -248,10 +229,10 @@ impl Receptor {
     pub async fn shutdown(self) {
         let deadline = Instant::now() + self.shutdown_timeout;
         tracing::info!("shutting down: closing watchers");
-        self.close_endpoints(&self.watchers).await;
+        self.close_endpoints(PluginKind::Watcher).await;
         self.drain_reactors(deadline).await;
         tracing::info!("closing reactors");
-        self.close_endpoints(&self.reactors).await;
+        self.close_endpoints(PluginKind::Reactor).await;
         let grace = deadline.saturating_duration_since(Instant::now());
         let stops: Vec<_> = self
             .plugins
@@ -264,16 +245,14 @@ impl Receptor {
         tracing::info!("receptor stopped");
     }
 
-    async fn close_endpoints(&self, handles: &[EndpointHandle]) {
-        for handle in handles {
-            if let Some(addr) = self.plugins.get(&handle.plugin) {
-                if let Err(message) = flatten(addr.send(CloseEndpoint(handle.id)).await) {
-                    tracing::debug!(endpoint = %handle.name, "close: {message}");
-                }
-            }
-        }
-        for handle in handles {
-            let _ = handle.actor.send(StopEndpoint).await;
+    async fn close_endpoints(&self, kind: PluginKind) {
+        let closes: Vec<_> = self
+            .plugins
+            .values()
+            .map(|addr| addr.send(CloseEndpoints(kind)))
+            .collect();
+        for close in closes {
+            let _ = close.await;
         }
     }
 

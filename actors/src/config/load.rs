@@ -13,7 +13,7 @@ use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use serde::Deserialize;
 
-use super::{validate, Config, ConfigError, Problem, Supervision};
+use super::{validate, Config, ConfigError, Problem};
 use crate::lookup::Builtins;
 
 /// The prefix of environment variables that override config keys.
@@ -30,7 +30,7 @@ pub(super) struct RawConfig {
     pub plugin_dir: Option<PathBuf>,
     pub shutdown_timeout: Option<RawDuration>,
     #[serde(default)]
-    pub supervision: Supervision,
+    pub supervision: serde_json::Map<String, serde_json::Value>,
     #[serde(default)]
     pub watchers: BTreeMap<String, serde_json::Value>,
     #[serde(default)]

@@ -32,10 +32,12 @@
 
 mod error;
 mod load;
+mod supervision;
 mod validate;
 
 pub use error::{ConfigError, Problem};
 pub use load::{load, load_plugin_dir, ENV_PREFIX};
+pub use supervision::{OnFailure, Supervision, SupervisionPolicy};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -66,11 +68,6 @@ pub struct Config {
     /// How each plugin type in use is served, by kind and type name.
     pub plugins: BTreeMap<(PluginKind, String), PluginSource>,
 }
-
-/// Supervision settings: room for the restart policy of plugin processes.
-#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Supervision {}
 
 /// One service: its watcher and reactor instances by instance name.
 #[derive(Debug, Clone, Serialize)]

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::load::{Origins, RawConfig, RawDuration, RawInstance, RawService};
-use super::{Config, ConfigError, InstanceConfig, Problem, ServiceConfig};
+use super::{Config, ConfigError, InstanceConfig, Problem, ServiceConfig, Supervision};
 use crate::lookup::{is_valid_type_name, Builtins, PluginCatalog, PluginKind};
 
 /// The default for `shutdown_timeout`.
@@ -29,6 +29,12 @@ pub(super) fn validate(
         Some(d) => duration(d, "shutdown_timeout", origins, &mut problems)
             .unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT),
     };
+
+    let mut supervision_problems = Vec::new();
+    let supervision = Supervision::parse(&raw.supervision, &mut supervision_problems);
+    for (key, message) in supervision_problems {
+        problems.push(origins.problem(key, message));
+    }
 
     check_globals(
         &raw.watchers,
@@ -121,7 +127,7 @@ pub(super) fn validate(
         file: origins.file().to_owned(),
         plugin_dir,
         shutdown_timeout,
-        supervision: raw.supervision,
+        supervision,
         watchers: raw.watchers,
         reactors: raw.reactors,
         services,

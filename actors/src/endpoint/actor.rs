@@ -24,6 +24,7 @@ pub struct Endpoint {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     report: Recipient<EndpointEnded>,
+    generation: u64,
 }
 
 /// Which endpoint: kind, service and instance.
@@ -63,6 +64,8 @@ pub struct EndpointEnded {
     pub name: EndpointName,
     /// How its session ended.
     pub end: SessionEnd,
+    /// The plugin incarnation the endpoint belonged to.
+    pub generation: u64,
 }
 
 /// The session thread finished (sent by the thread to its own actor).
@@ -76,14 +79,21 @@ struct SessionOver(SessionEnd);
 pub struct StopEndpoint;
 
 impl Endpoint {
-    /// An endpoint that will run `session` once started, reporting its end to `report`.
-    pub fn new(name: EndpointName, session: Session, report: Recipient<EndpointEnded>) -> Self {
+    /// An endpoint that will run `session` once started, reporting its end to `report`
+    /// tagged with the plugin incarnation `generation`.
+    pub fn new(
+        name: EndpointName,
+        session: Session,
+        report: Recipient<EndpointEnded>,
+        generation: u64,
+    ) -> Self {
         Endpoint {
             id: name,
             session: Some(session),
             stop: Arc::new(AtomicBool::new(false)),
             thread: None,
             report,
+            generation,
         }
     }
 }
@@ -119,6 +129,7 @@ impl Actor for Endpoint {
                 self.report.do_send(EndpointEnded {
                     name: self.id.clone(),
                     end,
+                    generation: self.generation,
                 });
                 ctx.stop();
             }
@@ -140,6 +151,7 @@ impl Handler<SessionOver> for Endpoint {
         self.report.do_send(EndpointEnded {
             name: self.id.clone(),
             end: msg.0,
+            generation: self.generation,
         });
         ctx.stop();
     }

@@ -1,105 +1,533 @@
-//! The `PluginProcess` actor: the host's handle on one plugin process.
+//! The `PluginProcess` actor: one plugin type's process, its endpoints, and their
+//! supervision.
 //!
-//! A thin shell over [`PluginConnection`]: every request to the plugin is a blocking
-//! round trip on the control connection, so each handler runs it on tokio's blocking
-//! pool and answers with a future. No handler ever waits on an arbiter thread.
+//! It boots the process (launch, `Setup`, one `Accept` per instance with a fresh ring,
+//! an `Endpoint` actor per session), starts the endpoints when the host says so, pings
+//! the process every `ping_interval`, and restarts it when it fails while running: the
+//! process exits or its control connection breaks, a session reads a bad frame or loses
+//! its peer, or a ping goes unanswered for `ping_timeout` (then the process group is
+//! SIGKILLed first). A restart tears the endpoints down (their rings are unlinked), waits
+//! a backoff that doubles with jitter from `restart_backoff_min` to
+//! `restart_backoff_max` (reset after a healthy `restart_window`), and replays the boot
+//! and the starts. A restarted reactor gets the service's full state first (its flusher
+//! re-attaches to the service), a restarted watcher's nodes stay as they were until it
+//! reports again (its book is kept).
+//!
+//! More than `max_restarts` restarts within `restart_window` and the plugin is failed:
+//! its endpoints stay down and the host is told, which isolates the plugin's services or
+//! shuts down according to `on_plugin_failure`. A failure while booting at start-up is
+//! not restarted: it is returned to the host, which exits 1.
+//!
+//! Every blocking call (the process, the control connection) runs on tokio's blocking
+//! pool; the actor's own handlers never block an arbiter thread. A generation counter
+//! tells reports of a torn-down incarnation from current ones.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use ipc::control::{HostEvent, Notice};
 
-use super::connection::{AcceptSpec, EndpointId, PluginConnection, PluginRequestError};
+use super::connection::{AcceptSpec, EndpointId, PluginConnection, PluginSpec, PluginStartError};
+use crate::config::{OnFailure, SupervisionPolicy};
+use crate::endpoint::actor::{Endpoint, EndpointEnded, EndpointName, Session, StopEndpoint};
+use crate::endpoint::{rings, ServiceCore, SessionEnd};
+use crate::lookup::PluginKind;
 
-/// The host's handle on one plugin process.
-pub struct PluginProcess {
+/// One instance this plugin serves: what its `Accept` replays.
+#[derive(Clone)]
+pub struct Instance {
+    /// Kind, service and instance name.
+    pub name: EndpointName,
+    /// The instance's `cfg` as JSON.
+    pub cfg: String,
+    /// The service the instance belongs to.
+    pub core: Arc<ServiceCore>,
+}
+
+/// Why booting a plugin failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BootError {
+    /// The process could not be started or failed its handshake.
+    #[error("{0}")]
+    Launch(String),
+    /// `Setup` failed: the plugin's message.
+    #[error("{0}")]
+    Setup(String),
+    /// An `Accept` failed: the instance and the plugin's message.
+    #[error("{endpoint}: {message}")]
+    Accept {
+        /// Which instance.
+        endpoint: EndpointName,
+        /// The plugin's message (or the host's).
+        message: String,
+    },
+}
+
+/// A plugin ran out of restarts (sent to the host).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct PluginFailed {
+    /// `kind/type`.
+    pub plugin: String,
+    /// The services it serves.
+    pub services: Vec<String>,
+    /// What the policy says to do.
+    pub on_failure: OnFailure,
+    /// The last failure.
+    pub reason: String,
+}
+
+/// Where the plugin is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Not booted yet, or booting at start-up.
+    Booting,
+    /// Running: failures restart it.
+    Running,
+    /// Torn down, waiting for or doing a restart.
+    Restarting,
+    /// Out of restarts.
+    Failed,
+    /// The host is shutting down: failures are expected.
+    Stopping,
+}
+
+/// A running incarnation's endpoint.
+struct Running {
+    name: EndpointName,
+    id: EndpointId,
+    actor: Addr<Endpoint>,
+}
+
+/// What one boot produced, before its endpoints' actors exist.
+struct Booted {
     conn: Arc<PluginConnection>,
+    sessions: Vec<(EndpointName, EndpointId, Session)>,
+}
+
+/// The host's handle on one plugin type's process.
+pub struct PluginProcess {
+    spec: PluginSpec,
+    global_cfg: String,
+    instances: Vec<Instance>,
+    policy: SupervisionPolicy,
+    failures: Recipient<PluginFailed>,
+    phase: Phase,
+    generation: u64,
+    conn: Option<Arc<PluginConnection>>,
+    endpoints: Vec<Running>,
+    restarts: VecDeque<Instant>,
+    backoff: Duration,
+    running_since: Instant,
+    ping_in_flight: bool,
 }
 
 impl PluginProcess {
-    /// An actor over a connected plugin.
-    pub fn new(conn: PluginConnection) -> Self {
+    /// A plugin process, not started yet: send [`Boot`].
+    pub fn new(
+        spec: PluginSpec,
+        global_cfg: String,
+        instances: Vec<Instance>,
+        policy: SupervisionPolicy,
+        failures: Recipient<PluginFailed>,
+    ) -> Self {
+        let backoff = policy.restart_backoff_min;
         PluginProcess {
-            conn: Arc::new(conn),
+            spec,
+            global_cfg,
+            instances,
+            policy,
+            failures,
+            phase: Phase::Booting,
+            generation: 0,
+            conn: None,
+            endpoints: Vec::new(),
+            restarts: VecDeque::new(),
+            backoff,
+            running_since: Instant::now(),
+            ping_in_flight: false,
         }
     }
 
-    /// Runs a blocking request on the blocking pool.
-    fn blocking<T, F>(&self, request: F) -> ResponseFuture<Result<T, PluginRequestError>>
-    where
-        T: Send + 'static,
-        F: FnOnce(&PluginConnection) -> Result<T, PluginRequestError> + Send + 'static,
-    {
-        let conn = self.conn.clone();
-        Box::pin(async move {
-            let name = conn.name().to_owned();
-            tokio::task::spawn_blocking(move || request(&conn))
-                .await
-                .unwrap_or_else(|e| {
-                    Err(PluginRequestError::Host(format!(
-                        "request to {name} failed: {e}"
-                    )))
-                })
-        })
+    fn name(&self) -> String {
+        self.spec.name()
     }
+
+    /// Launch, `Setup`, and an `Accept` with a fresh ring per instance (blocking).
+    fn boot_blocking(
+        spec: &PluginSpec,
+        global_cfg: &str,
+        instances: &[Instance],
+    ) -> Result<Booted, BootError> {
+        let conn = PluginConnection::launch(spec)
+            .map_err(|e: PluginStartError| BootError::Launch(e.to_string()))?;
+        let conn = Arc::new(conn);
+        conn.setup(global_cfg)
+            .map_err(|e| BootError::Setup(e.to_string()))?;
+        let mut sessions = Vec::with_capacity(instances.len());
+        for inst in instances {
+            let fail = |message: String| BootError::Accept {
+                endpoint: inst.name.clone(),
+                message,
+            };
+            let (ring, session) = match inst.name.kind {
+                PluginKind::Watcher => {
+                    let (ring, end) =
+                        rings::create_watcher_ring().map_err(|e| fail(e.to_string()))?;
+                    (ring, Session::Watcher(end, inst.core.clone()))
+                }
+                PluginKind::Reactor => {
+                    let (ring, end) =
+                        rings::create_reactor_ring().map_err(|e| fail(e.to_string()))?;
+                    (ring, Session::Reactor(end, inst.core.clone()))
+                }
+            };
+            let accept = AcceptSpec {
+                service: inst.name.service.clone(),
+                instance: inst.name.instance.clone(),
+                cfg: inst.cfg.clone(),
+                ring,
+            };
+            let id = conn.accept(&accept).map_err(|e| fail(e.to_string()))?;
+            sessions.push((inst.name.clone(), id, session));
+        }
+        Ok(Booted { conn, sessions })
+    }
+
+    /// Makes a boot's sessions live: endpoint actors, the connection's event forwarder.
+    fn install(&mut self, booted: Booted, ctx: &mut Context<Self>) {
+        self.generation += 1;
+        let generation = self.generation;
+        let me = ctx.address();
+        if let Some(events) = booted.conn.take_events() {
+            let forward = me.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("control-{}", self.spec.plugin_type))
+                .spawn(move || {
+                    for event in events {
+                        if forward.try_send(ConnEvent { generation, event }).is_err() {
+                            break;
+                        }
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::warn!(plugin = %self.name(), "cannot watch the control connection: {e}");
+            }
+        }
+        let report = ctx.address().recipient::<EndpointEnded>();
+        self.endpoints = booted
+            .sessions
+            .into_iter()
+            .map(|(name, id, session)| Running {
+                actor: Endpoint::new(name.clone(), session, report.clone(), generation).start(),
+                name,
+                id,
+            })
+            .collect();
+        self.conn = Some(booted.conn);
+    }
+
+    /// The `Start` requests for the endpoints of `kind` (all when `None`), reactors first.
+    fn start_requests(&self, kind: Option<PluginKind>) -> Vec<(EndpointName, EndpointId)> {
+        let mut ids: Vec<(EndpointName, EndpointId)> = self
+            .endpoints
+            .iter()
+            .filter(|e| kind.is_none_or(|k| e.name.kind == k))
+            .map(|e| (e.name.clone(), e.id))
+            .collect();
+        ids.sort_by_key(|(name, _)| name.kind != PluginKind::Reactor);
+        ids
+    }
+
+    fn start_blocking(
+        conn: &PluginConnection,
+        ids: &[(EndpointName, EndpointId)],
+    ) -> Result<(), String> {
+        for (name, id) in ids {
+            conn.start(*id)
+                .map_err(|e| format!("{name}: cannot start: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Something failed while running: tear down and restart, or give up.
+    fn fail(&mut self, reason: String, ctx: &mut Context<Self>) {
+        if self.phase != Phase::Running {
+            tracing::debug!(plugin = %self.name(), phase = ?self.phase, "ignored while not running: {reason}");
+            return;
+        }
+        tracing::error!(plugin = %self.name(), "plugin failed: {reason}");
+        self.phase = Phase::Restarting;
+        self.tear_down(Duration::ZERO, ctx);
+
+        let now = Instant::now();
+        if now.duration_since(self.running_since) >= self.policy.restart_window {
+            self.backoff = self.policy.restart_backoff_min;
+        }
+        while self
+            .restarts
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > self.policy.restart_window)
+        {
+            self.restarts.pop_front();
+        }
+        if self.restarts.len() as u32 >= self.policy.max_restarts {
+            self.give_up(reason);
+            return;
+        }
+        self.restarts.push_back(now);
+        let delay = jitter(self.backoff);
+        self.backoff = (self.backoff * 2).min(self.policy.restart_backoff_max);
+        tracing::info!(
+            plugin = %self.name(),
+            attempt = self.restarts.len(),
+            "restarting in {}",
+            humantime::format_duration(round_ms(delay))
+        );
+        ctx.run_later(delay, |act, ctx| act.restart(ctx));
+    }
+
+    fn give_up(&mut self, reason: String) {
+        self.phase = Phase::Failed;
+        let mut services: Vec<String> = self
+            .instances
+            .iter()
+            .map(|i| i.name.service.clone())
+            .collect();
+        services.dedup();
+        tracing::error!(
+            plugin = %self.name(),
+            "plugin failed for good: more than {} restarts within {}; services {} have no {}",
+            self.policy.max_restarts,
+            humantime::format_duration(self.policy.restart_window),
+            services.join(", "),
+            self.name()
+        );
+        self.failures.do_send(PluginFailed {
+            plugin: self.name(),
+            services,
+            on_failure: self.policy.on_plugin_failure,
+            reason,
+        });
+    }
+
+    /// Stops the endpoints (their threads end within a wait slice) and the process.
+    fn tear_down(&mut self, grace: Duration, _ctx: &mut Context<Self>) {
+        for endpoint in self.endpoints.drain(..) {
+            endpoint.actor.do_send(StopEndpoint);
+        }
+        if let Some(conn) = self.conn.take() {
+            tokio::task::spawn_blocking(move || conn.shutdown(grace));
+        }
+    }
+
+    fn restart(&mut self, ctx: &mut Context<Self>) {
+        if self.phase != Phase::Restarting {
+            return;
+        }
+        let (spec, global_cfg, instances) = (
+            self.spec.clone(),
+            self.global_cfg.clone(),
+            self.instances.clone(),
+        );
+        let boot = async move {
+            tokio::task::spawn_blocking(move || Self::boot_blocking(&spec, &global_cfg, &instances))
+                .await
+                .unwrap_or_else(|e| Err(BootError::Launch(e.to_string())))
+        };
+        ctx.spawn(boot.into_actor(self).then(|booted, act, ctx| {
+            let result = match booted {
+                Ok(booted) if act.phase == Phase::Restarting => {
+                    act.install(booted, ctx);
+                    Ok((act.conn.clone().expect("just installed"), act.start_requests(None)))
+                }
+                Ok(booted) => {
+                    tokio::task::spawn_blocking(move || booted.conn.shutdown(Duration::ZERO));
+                    Err(None)
+                }
+                Err(e) => Err(Some(e.to_string())),
+            };
+            async move {
+                match result {
+                    Ok((conn, ids)) => tokio::task::spawn_blocking(move || Self::start_blocking(&conn, &ids))
+                        .await
+                        .unwrap_or_else(|e| Err(e.to_string()))
+                        .map_err(Some),
+                    Err(e) => Err(e),
+                }
+            }
+            .into_actor(act)
+            .map(|started, act, ctx| match started {
+                Ok(()) => {
+                    act.phase = Phase::Running;
+                    act.running_since = Instant::now();
+                    tracing::info!(plugin = %act.name(), "plugin restarted; its endpoints are running again");
+                }
+                Err(None) => {}
+                Err(Some(reason)) => {
+                    act.phase = Phase::Running;
+                    act.fail(format!("restart failed: {reason}"), ctx);
+                }
+            })
+        }));
+    }
+
+    fn ping(&mut self, ctx: &mut Context<Self>) {
+        if self.phase != Phase::Running || self.ping_in_flight {
+            return;
+        }
+        let Some(conn) = self.conn.clone() else {
+            return;
+        };
+        self.ping_in_flight = true;
+        let timeout = self.policy.ping_timeout;
+        let generation = self.generation;
+        let ping = async move {
+            tokio::task::spawn_blocking(move || conn.ping(timeout).map_err(|e| e.to_string()))
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()))
+        };
+        ctx.spawn(ping.into_actor(self).map(move |answer, act, ctx| {
+            act.ping_in_flight = false;
+            if let Err(e) = answer {
+                if act.generation == generation {
+                    act.fail(format!("no answer to a ping within {timeout:?}: {e}"), ctx);
+                }
+            }
+        }));
+    }
+}
+
+/// `d` with up to ±20% of jitter, so plugins that failed together do not restart in step.
+fn jitter(d: Duration) -> Duration {
+    let factor = 0.8 + rand::random::<f64>() * 0.4;
+    d.mul_f64(factor)
+}
+
+fn round_ms(d: Duration) -> Duration {
+    Duration::from_millis(d.as_millis() as u64)
 }
 
 impl Actor for PluginProcess {
     type Context = Context<Self>;
-}
 
-/// Runs the plugin's `Setup` with its type's global config (JSON text).
-#[derive(Debug, Message)]
-#[rtype(result = "Result<(), PluginRequestError>")]
-pub struct SetupPlugin {
-    /// The `[watchers.<type>]` / `[reactors.<type>]` table as JSON.
-    pub global_cfg: String,
-}
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let interval = self.policy.ping_interval;
+        ctx.run_interval(interval, |act, ctx| act.ping(ctx));
+    }
 
-impl Handler<SetupPlugin> for PluginProcess {
-    type Result = ResponseFuture<Result<(), PluginRequestError>>;
-
-    fn handle(&mut self, msg: SetupPlugin, _: &mut Context<Self>) -> Self::Result {
-        self.blocking(move |conn| conn.setup(&msg.global_cfg))
+    fn stopped(&mut self, ctx: &mut Context<Self>) {
+        self.tear_down(Duration::ZERO, ctx);
     }
 }
 
-/// Runs the plugin's `Accept` for one instance; answers with the endpoint's id.
+/// Boots the plugin at start-up: launch, `Setup`, every `Accept`. Not restarted on error.
 #[derive(Debug, Message)]
-#[rtype(result = "Result<EndpointId, PluginRequestError>")]
-pub struct AcceptEndpoint(pub AcceptSpec);
+#[rtype(result = "Result<(), BootError>")]
+pub struct Boot;
 
-impl Handler<AcceptEndpoint> for PluginProcess {
-    type Result = ResponseFuture<Result<EndpointId, PluginRequestError>>;
+impl Handler<Boot> for PluginProcess {
+    type Result = ResponseActFuture<Self, Result<(), BootError>>;
 
-    fn handle(&mut self, msg: AcceptEndpoint, _: &mut Context<Self>) -> Self::Result {
-        self.blocking(move |conn| conn.accept(&msg.0))
+    fn handle(&mut self, _: Boot, _: &mut Context<Self>) -> Self::Result {
+        let (spec, global_cfg, instances) = (
+            self.spec.clone(),
+            self.global_cfg.clone(),
+            self.instances.clone(),
+        );
+        let boot = async move {
+            tokio::task::spawn_blocking(move || Self::boot_blocking(&spec, &global_cfg, &instances))
+                .await
+                .unwrap_or_else(|e| Err(BootError::Launch(e.to_string())))
+        };
+        Box::pin(boot.into_actor(self).map(|booted, act, ctx| {
+            let booted = booted?;
+            act.install(booted, ctx);
+            Ok(())
+        }))
     }
 }
 
-/// Starts an accepted endpoint (the plugin runs its `handle`).
+/// Starts the booted endpoints of one kind (reactors before watchers, host-wide).
 #[derive(Debug, Message)]
-#[rtype(result = "Result<(), PluginRequestError>")]
-pub struct StartEndpoint(pub EndpointId);
+#[rtype(result = "Result<(), String>")]
+pub struct StartEndpoints(pub PluginKind);
 
-impl Handler<StartEndpoint> for PluginProcess {
-    type Result = ResponseFuture<Result<(), PluginRequestError>>;
+impl Handler<StartEndpoints> for PluginProcess {
+    type Result = ResponseActFuture<Self, Result<(), String>>;
 
-    fn handle(&mut self, msg: StartEndpoint, _: &mut Context<Self>) -> Self::Result {
-        self.blocking(move |conn| conn.start(msg.0))
+    fn handle(&mut self, msg: StartEndpoints, _: &mut Context<Self>) -> Self::Result {
+        let conn = self.conn.clone();
+        let ids = self.start_requests(Some(msg.0));
+        let start = async move {
+            let Some(conn) = conn else {
+                return Err("the plugin is not running".to_owned());
+            };
+            tokio::task::spawn_blocking(move || Self::start_blocking(&conn, &ids))
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()))
+        };
+        let kind = msg.0;
+        Box::pin(start.into_actor(self).map(move |started, act, _| {
+            if started.is_ok() && kind == PluginKind::Watcher {
+                act.phase = Phase::Running;
+                act.running_since = Instant::now();
+            }
+            started
+        }))
     }
 }
 
-/// Closes a running endpoint (fires its close signal).
+/// Marks the plugin running even if it has no watchers (sent after all starts).
 #[derive(Debug, Message)]
-#[rtype(result = "Result<(), PluginRequestError>")]
-pub struct CloseEndpoint(pub EndpointId);
+#[rtype(result = "()")]
+pub struct Supervise;
 
-impl Handler<CloseEndpoint> for PluginProcess {
-    type Result = ResponseFuture<Result<(), PluginRequestError>>;
+impl Handler<Supervise> for PluginProcess {
+    type Result = ();
 
-    fn handle(&mut self, msg: CloseEndpoint, _: &mut Context<Self>) -> Self::Result {
-        self.blocking(move |conn| conn.close(msg.0))
+    fn handle(&mut self, _: Supervise, _: &mut Context<Self>) {
+        if self.phase == Phase::Booting && self.conn.is_some() {
+            self.phase = Phase::Running;
+            self.running_since = Instant::now();
+        }
+    }
+}
+
+/// Closes the running endpoints of one kind (shutdown): the plugin's `close` fires, and
+/// the endpoint actors stop. Failures from here on are not restarted.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct CloseEndpoints(pub PluginKind);
+
+impl Handler<CloseEndpoints> for PluginProcess {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, msg: CloseEndpoints, _: &mut Context<Self>) -> Self::Result {
+        self.phase = Phase::Stopping;
+        let (closing, kept): (Vec<Running>, Vec<Running>) =
+            self.endpoints.drain(..).partition(|e| e.name.kind == msg.0);
+        self.endpoints = kept;
+        let conn = self.conn.clone();
+        Box::pin(async move {
+            if let Some(conn) = conn {
+                let ids: Vec<(EndpointName, EndpointId)> =
+                    closing.iter().map(|e| (e.name.clone(), e.id)).collect();
+                let _ = tokio::task::spawn_blocking(move || {
+                    for (name, id) in ids {
+                        if let Err(e) = conn.close(id) {
+                            tracing::debug!(endpoint = %name, "close: {e}");
+                        }
+                    }
+                })
+                .await;
+            }
+            for endpoint in closing {
+                let _ = endpoint.actor.send(StopEndpoint).await;
+            }
+        })
     }
 }
 
@@ -115,10 +543,70 @@ impl Handler<StopPlugin> for PluginProcess {
     type Result = ResponseActFuture<Self, ()>;
 
     fn handle(&mut self, msg: StopPlugin, _: &mut Context<Self>) -> Self::Result {
-        let stop = self.blocking(move |conn| {
-            conn.shutdown(msg.grace);
-            Ok(())
-        });
+        self.phase = Phase::Stopping;
+        for endpoint in self.endpoints.drain(..) {
+            endpoint.actor.do_send(StopEndpoint);
+        }
+        let conn = self.conn.take();
+        let stop = async move {
+            if let Some(conn) = conn {
+                let _ = tokio::task::spawn_blocking(move || conn.shutdown(msg.grace)).await;
+            }
+        };
         Box::pin(stop.into_actor(self).map(|_, _, ctx| ctx.stop()))
+    }
+}
+
+/// An event of the control connection of incarnation `generation`.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct ConnEvent {
+    generation: u64,
+    event: HostEvent,
+}
+
+impl Handler<ConnEvent> for PluginProcess {
+    type Result = ();
+
+    fn handle(&mut self, msg: ConnEvent, ctx: &mut Context<Self>) {
+        if msg.generation != self.generation {
+            return;
+        }
+        match msg.event {
+            HostEvent::Notice(Notice::Finished { endpoint, error }) => {
+                let name = self
+                    .endpoints
+                    .iter()
+                    .find(|e| e.id == endpoint)
+                    .map(|e| e.name.to_string());
+                let name = name.unwrap_or_else(|| format!("endpoint {endpoint}"));
+                match error {
+                    Some(e) => {
+                        tracing::error!(plugin = %self.name(), "{name} ended with an error: {e}")
+                    }
+                    None => tracing::info!(plugin = %self.name(), "{name} finished"),
+                }
+            }
+            HostEvent::Notice(Notice::Log { level, message }) => {
+                super::process::log_line(&self.name(), "control", &format!("{level} {message}"));
+            }
+            HostEvent::Closed { reason } => self.fail(reason, ctx),
+        }
+    }
+}
+
+impl Handler<EndpointEnded> for PluginProcess {
+    type Result = ();
+
+    fn handle(&mut self, msg: EndpointEnded, ctx: &mut Context<Self>) {
+        if msg.generation != self.generation {
+            return;
+        }
+        match msg.end {
+            SessionEnd::Finished | SessionEnd::Stopped => {
+                tracing::info!(endpoint = %msg.name, "session ended");
+            }
+            SessionEnd::Failed(reason) => self.fail(format!("{}: {reason}", msg.name), ctx),
+        }
     }
 }
