@@ -40,6 +40,14 @@ pub(crate) trait Outbound: Send + 'static {
     /// Hands one update over without waiting.
     fn try_send(&mut self, update: &Update) -> Result<(), TrySendError>;
 
+    /// Hands one record over as it is, without encoding (fault-injection tests only).
+    /// `Ok(false)`: no room now.
+    fn try_send_raw(&mut self, _record: &[u8]) -> Result<bool, TrySendError> {
+        Err(TrySendError::Closed(
+            "this transport carries no raw records".into(),
+        ))
+    }
+
     /// A handle that waits (up to a timeout) until the transport may have room again,
     /// usable while another thread calls `try_send`.
     fn space_waiter(&self) -> Box<dyn Fn(Duration) + Send + Sync>;
@@ -218,6 +226,24 @@ impl EventSender {
             }
             wait_for_space(FLUSH_WAIT);
         }
+    }
+
+    /// Puts `record` on the transport as it is, bypassing the encoder: for tests of how the
+    /// host treats a plugin that writes garbage. `Ok(false)` when there is no room now.
+    #[doc(hidden)]
+    pub fn send_raw_record(&self, record: &[u8]) -> Result<bool, Closed> {
+        let mut state = self.lock();
+        if let Some(reason) = &state.closed {
+            return Err(Closed {
+                reason: reason.clone(),
+            });
+        }
+        state.outbound.try_send_raw(record).map_err(|e| Closed {
+            reason: match e {
+                TrySendError::Closed(reason) => reason,
+                _ => "the transport refused the record".into(),
+            },
+        })
     }
 
     /// Waits until every update has been handed to the transport, up to `timeout`;

@@ -14,6 +14,10 @@
 //! A panic in the plugin's code becomes an error answer or a "finished with error"
 //! notice, never a hung request. When the control connection closes (the host exited or
 //! died) every endpoint is closed and the process exits within a fraction of a second.
+//! A second line of defence watches the parent: if this process is re-parented (the host
+//! is gone but, say, a stray copy of the control socket kept it open), it exits too.
+//! (`PR_SET_PDEATHSIG` would not do: it fires when the host *thread* that spawned the
+//! plugin exits, and the host spawns plugins from a pool whose threads come and go.)
 //! Log lines go to stderr as `LEVEL message`, which the host forwards into its log under
 //! the plugin's name.
 
@@ -36,6 +40,29 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// How long endpoints get when the host is gone.
 const ORPHAN_GRACE: Duration = Duration::from_millis(300);
+
+/// How often the process checks that its parent, the host, is still the one that
+/// started it.
+const PARENT_CHECK: Duration = Duration::from_millis(100);
+
+/// Exits the process once its parent changed (the host died), after giving the control
+/// loop `ORPHAN_GRACE` to close the endpoints itself.
+fn watch_parent() {
+    let parent = std::os::unix::process::parent_id();
+    let spawned = std::thread::Builder::new()
+        .name("receptor-parent".into())
+        .spawn(move || loop {
+            std::thread::sleep(PARENT_CHECK);
+            if std::os::unix::process::parent_id() != parent {
+                tracing::error!("the Receptor host (pid {parent}) is gone; exiting");
+                std::thread::sleep(ORPHAN_GRACE);
+                std::process::exit(0);
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("cannot watch the host process: {e}");
+    }
+}
 /// How long a returning watcher endpoint may take to hand over its backlog.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -163,6 +190,12 @@ impl Outbound for RingOutbound {
             }
             Err(e) => Err(TrySendError::Closed(e.to_string())),
         }
+    }
+
+    fn try_send_raw(&mut self, record: &[u8]) -> Result<bool, TrySendError> {
+        self.producer
+            .try_push(record)
+            .map_err(|e| TrySendError::Closed(e.to_string()))
     }
 
     fn space_waiter(&self) -> Box<dyn Fn(Duration) + Send + Sync> {
@@ -329,6 +362,7 @@ fn init_logging() {
 
 fn serve<S: Served>(plugin: S) -> ! {
     init_logging();
+    watch_parent();
     let conn = match PluginConnection::from_env(HANDSHAKE_TIMEOUT) {
         Ok(conn) => conn,
         Err(e) => {
