@@ -32,7 +32,13 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the services of a config (the default).
-    Run(ConfigArg),
+    Run {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Test hook: once running, make this plugin's (`kind/type`) host actor panic.
+        #[arg(long, value_name = "PLUGIN", hide = true)]
+        test_panic_in: Option<String>,
+    },
     /// Validate a config and print a summary of what it would run.
     Check {
         #[command(flatten)]
@@ -74,7 +80,10 @@ impl From<KindArg> for actors::lookup::PluginKind {
 
 impl Default for Command {
     fn default() -> Self {
-        Command::Run(ConfigArg::default())
+        Command::Run {
+            config: ConfigArg::default(),
+            test_panic_in: None,
+        }
     }
 }
 

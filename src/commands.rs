@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use actors::config::{self, Config};
-use actors::host::HostError;
+use actors::host::{HostError, TestHooks};
 use actors::lookup::{Builtins, PluginCatalog, PluginKind, PluginSource};
 use actors::receptor::Launcher;
 use anyhow::anyhow;
@@ -59,7 +59,15 @@ pub fn builtins() -> Builtins {
 /// Runs one subcommand.
 pub fn dispatch(command: Command) -> Result<(), Failure> {
     match command {
-        Command::Run(args) => run(&args),
+        Command::Run {
+            config,
+            test_panic_in,
+        } => run(
+            &config,
+            TestHooks {
+                panic_in: test_panic_in,
+            },
+        ),
         Command::Check { config, print } => check(&config, print),
         Command::Plugins(args) => plugins(&args),
         Command::Plugin { kind, plugin_type } => plugin(kind.into(), &plugin_type),
@@ -77,7 +85,7 @@ fn load(args: &ConfigArg) -> Result<Config, Failure> {
     Ok(config)
 }
 
-fn run(args: &ConfigArg) -> Result<(), Failure> {
+fn run(args: &ConfigArg, hooks: TestHooks) -> Result<(), Failure> {
     let config = load(args)?;
     match ipc::names::sweep_stale() {
         Ok(swept) if !swept.removed.is_empty() => {
@@ -88,7 +96,7 @@ fn run(args: &ConfigArg) -> Result<(), Failure> {
     }
     let receptor_exe = std::env::current_exe()
         .map_err(|e| Failure::setup(anyhow!("cannot find the receptor executable: {e}")))?;
-    actors::host::run(config, Launcher { receptor_exe }).map_err(|e| match e {
+    actors::host::run(config, Launcher { receptor_exe }, hooks).map_err(|e| match e {
         HostError::Startup(e) => Failure::setup(e),
         HostError::Runtime(e) => Failure::runtime(anyhow!(e)),
     })

@@ -32,4 +32,19 @@ pub fn init(format: LogFormat) {
     if let Some(warning) = bad_filter {
         tracing::warn!("{warning}");
     }
+    // A panic (caught at an actor's boundary or not) is logged like everything else,
+    // with where it happened, instead of as a bare line on stderr.
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        tracing::error!(
+            thread = thread.name().unwrap_or("unnamed"),
+            %location,
+            "panic: {}",
+            actors::supervise::panic_message_ref(info.payload())
+        );
+    }));
 }

@@ -39,8 +39,16 @@ impl Handler<PluginFailed> for FailureSink {
     }
 }
 
+/// Test hooks of `receptor run` (hidden command-line options); all off by default.
+#[doc(hidden)]
+#[derive(Debug, Clone, Default)]
+pub struct TestHooks {
+    /// Once running, make this plugin's (`kind/type`) actor panic inside a handler.
+    pub panic_in: Option<String>,
+}
+
 /// Runs the services of `config` until a signal or a failure.
-pub fn run(config: Config, launcher: Launcher) -> Result<(), HostError> {
+pub fn run(config: Config, launcher: Launcher, hooks: TestHooks) -> Result<(), HostError> {
     let system = actix::System::new();
     let result = system.block_on(async move {
         let mut terminate = signal(SignalKind::terminate())
@@ -50,6 +58,11 @@ pub fn run(config: Config, launcher: Launcher) -> Result<(), HostError> {
         let (tx, mut failures) = mpsc::unbounded_channel();
         let sink = FailureSink(tx).start();
         let host = Receptor::start(&config, &launcher, sink.recipient()).await?;
+        if let Some(plugin) = &hooks.panic_in {
+            if !host.inject_panic(plugin) {
+                tracing::warn!("test hook: no plugin {plugin} to make panic");
+            }
+        }
         let outcome = loop {
             tokio::select! {
                 _ = terminate.recv() => break Ok("SIGTERM"),

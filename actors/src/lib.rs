@@ -12,6 +12,7 @@
 //! - [`lookup`]: which built-in or executable serves a plugin type.
 //! - [`plugin`]: plugin processes: spawning, output, stopping.
 //! - [`service`]: a service's state and the event hot path through it.
+//! - [`supervise`]: the restart budget and the panic boundary every supervisor uses.
 #![warn(missing_docs)]
 
 pub mod config;
@@ -21,3 +22,4 @@ pub mod lookup;
 pub mod plugin;
 pub mod receptor;
 pub mod service;
+pub mod supervise;

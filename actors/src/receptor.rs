@@ -21,8 +21,8 @@ use crate::endpoint::actor::EndpointName;
 use crate::endpoint::ServiceCore;
 use crate::lookup::{PluginKind, PluginSource};
 use crate::plugin::actor::{
-    Boot, BootError, CloseEndpoints, Instance, PluginFailed, PluginProcess, StartEndpoints,
-    StopPlugin, Supervise,
+    Boot, BootError, CloseEndpoints, InjectPanic, Instance, PluginFailed, PluginProcess,
+    StartEndpoints, StopPlugin, Supervise,
 };
 use crate::plugin::connection::PluginSpec;
 use crate::service::ServiceState;
@@ -175,7 +175,8 @@ impl Receptor {
                 config.supervision.policy(*kind, plugin_type).clone(),
                 failures.clone(),
             );
-            let addr = actor.start();
+            // Supervised: a panic in a handler stops the actor and this restarts it.
+            let addr = actix::Supervisor::start(move |_| actor);
             self.plugins.insert(key, addr.clone());
             let booted = addr
                 .send(Boot)
@@ -222,6 +223,20 @@ impl Receptor {
             addr.do_send(Supervise);
         }
         Ok(())
+    }
+
+    /// A test hook: makes plugin `name`'s (`kind/type`) actor panic inside a handler.
+    /// Returns whether such a plugin runs.
+    #[doc(hidden)]
+    pub fn inject_panic(&self, name: &str) -> bool {
+        let target = self
+            .plugins
+            .iter()
+            .find(|((kind, plugin_type), _)| format!("{kind}/{plugin_type}") == name);
+        if let Some((_, addr)) = target {
+            addr.do_send(InjectPanic);
+        }
+        target.is_some()
     }
 
     /// Stops everything within the shutdown timeout (plus the kill), reporting anything

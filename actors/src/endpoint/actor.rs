@@ -16,6 +16,7 @@ use super::session::{
     pump_watcher, run_reactor_flusher, ReactorRing, ServiceCore, SessionEnd, WatcherRing,
 };
 use crate::lookup::PluginKind;
+use crate::supervise::catch_panic;
 
 /// One watcher or reactor instance of a service.
 pub struct Endpoint {
@@ -111,7 +112,9 @@ impl Actor for Endpoint {
         let spawned = std::thread::Builder::new()
             .name(format!("{}-{}-{}", name.kind, name.service, name.instance))
             .spawn(move || {
-                let end = match session {
+                // A panic in the service code ends the session like a bad frame would:
+                // the plugin restarts, the host carries on.
+                let end = catch_panic(|| match session {
                     Session::Watcher(ring, core) => {
                         pump_watcher(ring, core, name.instance.clone(), stop)
                     }
@@ -119,7 +122,10 @@ impl Actor for Endpoint {
                         run_reactor_flusher(ring, core, name.instance.clone(), stop);
                         SessionEnd::Stopped
                     }
-                };
+                })
+                .unwrap_or_else(|panic| {
+                    SessionEnd::Failed(format!("the session panicked: {panic}"))
+                });
                 me.do_send(SessionOver(end));
             });
         match spawned {

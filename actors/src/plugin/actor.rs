@@ -21,8 +21,12 @@
 //! Every blocking call (the process, the control connection) runs on tokio's blocking
 //! pool; the actor's own handlers never block an arbiter thread. A generation counter
 //! tells reports of a torn-down incarnation from current ones.
+//!
+//! The actor runs under an actix `Supervisor`. A panic in one of its handlers is caught
+//! at the handler's boundary and stops the actor; the supervisor restarts it, and the
+//! restart counts as a failure of the plugin: torn down and booted again, within the
+//! same budget.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,6 +38,7 @@ use crate::config::{OnFailure, SupervisionPolicy};
 use crate::endpoint::actor::{Endpoint, EndpointEnded, EndpointName, Session, StopEndpoint};
 use crate::endpoint::{rings, ServiceCore, SessionEnd};
 use crate::lookup::PluginKind;
+use crate::supervise::{catch_panic, RestartBudget};
 
 /// One instance this plugin serves: what its `Accept` replays.
 #[derive(Clone)]
@@ -118,10 +123,12 @@ pub struct PluginProcess {
     generation: u64,
     conn: Option<Arc<PluginConnection>>,
     endpoints: Vec<Running>,
-    restarts: VecDeque<Instant>,
+    budget: RestartBudget,
     backoff: Duration,
     running_since: Instant,
     ping_in_flight: bool,
+    /// Set when a handler panicked: the actor stops and its supervisor restarts it.
+    panicked: Option<String>,
 }
 
 impl PluginProcess {
@@ -134,6 +141,7 @@ impl PluginProcess {
         failures: Recipient<PluginFailed>,
     ) -> Self {
         let backoff = policy.restart_backoff_min;
+        let budget = RestartBudget::new(policy.max_restarts, policy.restart_window);
         PluginProcess {
             spec,
             global_cfg,
@@ -144,15 +152,33 @@ impl PluginProcess {
             generation: 0,
             conn: None,
             endpoints: Vec::new(),
-            restarts: VecDeque::new(),
+            budget,
             backoff,
             running_since: Instant::now(),
             ping_in_flight: false,
+            panicked: None,
         }
     }
 
     fn name(&self) -> String {
         self.spec.name()
+    }
+
+    /// Runs a handler's work; a panic in it stops the actor (its supervisor restarts
+    /// it) instead of unwinding through the arbiter.
+    fn guarded(
+        &mut self,
+        ctx: &mut Context<Self>,
+        what: &str,
+        work: impl FnOnce(&mut Self, &mut Context<Self>),
+    ) {
+        if let Err(panic) = catch_panic(|| work(self, ctx)) {
+            tracing::error!(plugin = %self.name(), "panic while handling {what}: {panic}; restarting the actor");
+            self.panicked = Some(format!(
+                "the host actor panicked while handling {what}: {panic}"
+            ));
+            ctx.stop();
+        }
     }
 
     /// Launch, `Setup`, and an `Accept` with a fresh ring per instance (blocking).
@@ -266,23 +292,15 @@ impl PluginProcess {
         if now.duration_since(self.running_since) >= self.policy.restart_window {
             self.backoff = self.policy.restart_backoff_min;
         }
-        while self
-            .restarts
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > self.policy.restart_window)
-        {
-            self.restarts.pop_front();
-        }
-        if self.restarts.len() as u32 >= self.policy.max_restarts {
+        if !self.budget.spend(now) {
             self.give_up(reason);
             return;
         }
-        self.restarts.push_back(now);
         let delay = jitter(self.backoff);
         self.backoff = (self.backoff * 2).min(self.policy.restart_backoff_max);
         tracing::info!(
             plugin = %self.name(),
-            attempt = self.restarts.len(),
+            attempt = self.budget.spent(),
             "restarting in {}",
             humantime::format_duration(round_ms(delay))
         );
@@ -415,11 +433,49 @@ impl Actor for PluginProcess {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         let interval = self.policy.ping_interval;
-        ctx.run_interval(interval, |act, ctx| act.ping(ctx));
+        ctx.run_interval(interval, |act, ctx| {
+            act.guarded(ctx, "a ping tick", Self::ping)
+        });
     }
 
     fn stopped(&mut self, ctx: &mut Context<Self>) {
         self.tear_down(Duration::ZERO, ctx);
+    }
+}
+
+impl Supervised for PluginProcess {
+    /// After a panic: the plugin incarnation the actor held is suspect, so it is torn
+    /// down and booted again like after any failure, spending the same budget.
+    fn restarting(&mut self, ctx: &mut Context<Self>) {
+        // The context dropped every future it ran, the ping's among them.
+        self.ping_in_flight = false;
+        let Some(reason) = self.panicked.take() else {
+            return;
+        };
+        match self.phase {
+            Phase::Running | Phase::Restarting => {
+                self.phase = Phase::Running;
+                self.fail(reason, ctx);
+            }
+            Phase::Booting | Phase::Failed | Phase::Stopping => {
+                tracing::warn!(plugin = %self.name(), phase = ?self.phase, "actor restarted: {reason}");
+                self.tear_down(Duration::ZERO, ctx);
+            }
+        }
+    }
+}
+
+/// A test hook: makes the actor panic inside a handler, as a bug would.
+#[doc(hidden)]
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct InjectPanic;
+
+impl Handler<InjectPanic> for PluginProcess {
+    type Result = ();
+
+    fn handle(&mut self, _: InjectPanic, ctx: &mut Context<Self>) {
+        self.guarded(ctx, "InjectPanic", |_, _| panic!("injected by a test hook"));
     }
 }
 
@@ -488,11 +544,13 @@ pub struct Supervise;
 impl Handler<Supervise> for PluginProcess {
     type Result = ();
 
-    fn handle(&mut self, _: Supervise, _: &mut Context<Self>) {
-        if self.phase == Phase::Booting && self.conn.is_some() {
-            self.phase = Phase::Running;
-            self.running_since = Instant::now();
-        }
+    fn handle(&mut self, _: Supervise, ctx: &mut Context<Self>) {
+        self.guarded(ctx, "Supervise", |act, _| {
+            if act.phase == Phase::Booting && act.conn.is_some() {
+                act.phase = Phase::Running;
+                act.running_since = Instant::now();
+            }
+        });
     }
 }
 
@@ -572,7 +630,15 @@ impl Handler<ConnEvent> for PluginProcess {
         if msg.generation != self.generation {
             return;
         }
-        match msg.event {
+        self.guarded(ctx, "a control event", |act, ctx| {
+            act.on_conn_event(msg.event, ctx)
+        });
+    }
+}
+
+impl PluginProcess {
+    fn on_conn_event(&mut self, event: HostEvent, ctx: &mut Context<Self>) {
+        match event {
             HostEvent::Notice(Notice::Finished { endpoint, error }) => {
                 let name = self
                     .endpoints
@@ -602,11 +668,11 @@ impl Handler<EndpointEnded> for PluginProcess {
         if msg.generation != self.generation {
             return;
         }
-        match msg.end {
+        self.guarded(ctx, "an endpoint's end", |act, ctx| match msg.end {
             SessionEnd::Finished | SessionEnd::Stopped => {
                 tracing::info!(endpoint = %msg.name, "session ended");
             }
-            SessionEnd::Failed(reason) => self.fail(format!("{}: {reason}", msg.name), ctx),
-        }
+            SessionEnd::Failed(reason) => act.fail(format!("{}: {reason}", msg.name), ctx),
+        });
     }
 }

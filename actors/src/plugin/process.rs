@@ -115,7 +115,11 @@ impl PluginChild {
             self.signal_group(Signal::SIGKILL);
             return Some(status);
         }
-        tracing::warn!(plugin = %self.name, pid = self.pid(), "plugin did not exit within {grace:?}; killing its process group");
+        if grace.is_zero() {
+            tracing::debug!(plugin = %self.name, pid = self.pid(), "killing the plugin's process group");
+        } else {
+            tracing::warn!(plugin = %self.name, pid = self.pid(), "plugin did not exit within {grace:?}; killing its process group");
+        }
         self.signal_group(Signal::SIGKILL);
         let status = self.wait_timeout(Duration::from_secs(5));
         if status.is_none() {
