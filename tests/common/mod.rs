@@ -94,10 +94,16 @@ impl Fixture {
 
     /// Starts `receptor run` on the fixture's config, logging JSON to `host.log`.
     pub fn start(&self) -> Host {
+        self.start_with(&[])
+    }
+
+    /// [`Fixture::start`] with more arguments for `run`.
+    pub fn start_with(&self, args: &[&str]) -> Host {
         let log = std::fs::File::create(self.path().join("host.log")).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_receptor"));
         cmd.args(["--log-format", "json", "run", "-c"])
             .arg(self.path().join("Receptor.toml"))
+            .args(args)
             .current_dir(self.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -158,6 +164,35 @@ impl Host {
             .collect()
     }
 
+    /// The pids of plugin `name` (`kind/type`), one per start, oldest first.
+    pub fn pids_of(&self, name: &str) -> Vec<u32> {
+        self.log()
+            .lines()
+            .filter(|l| l.contains("plugin process connected"))
+            .filter_map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).ok()?;
+                (v["fields"]["plugin"].as_str() == Some(name))
+                    .then(|| v["fields"]["pid"].as_u64().map(|p| p as u32))?
+            })
+            .collect()
+    }
+
+    /// Waits until plugin `name` has been started `n` times; returns its newest pid.
+    pub fn wait_for_start(&self, name: &str, n: usize) -> u32 {
+        wait_until(&format!("start {n} of {name}"), WAIT, || {
+            self.pids_of(name).len() >= n
+        });
+        self.pids_of(name)[n - 1]
+    }
+
+    /// Whether the host process is still running.
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(child) => child.try_wait().unwrap().is_none(),
+            None => false,
+        }
+    }
+
     pub fn signal(&self, signal: Signal) {
         kill(Pid::from_raw(self.pid() as i32), signal).unwrap();
     }
@@ -191,6 +226,31 @@ impl Drop for Host {
             }
         }
     }
+}
+
+/// Sends `signal` to process `pid`.
+pub fn signal_pid(pid: u32, signal: Signal) {
+    kill(Pid::from_raw(pid as i32), signal).unwrap();
+}
+
+/// A reactor's view of its service, from a `record` file written with `mark`: the
+/// nodes' latest status (`"up"`/`"down"`) by name, counting only what the newest
+/// incarnation received, and how many incarnations wrote to the file.
+pub fn recorded_state(lines: &[String]) -> (std::collections::BTreeMap<String, String>, usize) {
+    let mut state = std::collections::BTreeMap::new();
+    let mut starts = 0;
+    for line in lines {
+        let v: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+        if v.get("start").is_some() {
+            starts += 1;
+            state.clear();
+            continue;
+        }
+        let name = v["name"].as_str().expect("a node name").to_owned();
+        let status = v["status"].as_str().expect("a node status").to_lowercase();
+        state.insert(name, status);
+    }
+    (state, starts)
 }
 
 /// Whether process `pid` is still running (a zombie counts as gone).

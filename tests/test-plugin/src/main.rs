@@ -11,8 +11,17 @@
 //! - `count`: sends `count` one-node events, each naming a node not seen before
 //!   (`<prefix>-<i>`), as fast as it can, then waits for close.
 //!
+//! - `mirror`: polls `file` (a JSON list of nodes, all up) every 20 ms and sends it with
+//!   `send_full` whenever it changed, as a watcher of a real registry would; the first
+//!   poll after a start always sends.
+//! - `garbage`: when the file `once` does not exist yet, creates it and writes `message`
+//!   (or a fixed junk) into its ring as a raw record, bypassing the encoder; otherwise it
+//!   behaves as `emit`.
+//! - `exit`: exits the whole process with status 3 `after_ms` (default 50) after starting.
+//!
 //! Reactor scenarios (instance `cfg`):
-//! - `record`: appends every node event it receives to `file` as a JSON line.
+//! - `record`: appends every node event it receives to `file` as a JSON line; with
+//!   `mark`, first a line `{"start":<pid>}`, so a test can tell incarnations apart.
 //! - `stall`: like `record`, but receives nothing until the file `release` exists.
 //! - `count`: counts node events and writes the count to `file` when it stops.
 //!
@@ -53,6 +62,9 @@ struct Scenario {
     rate: u64,
     expect: u64,
     result: Option<PathBuf>,
+    once: Option<PathBuf>,
+    after_ms: Option<u64>,
+    mark: bool,
 }
 
 fn scenario(cfg: &Config) -> plugin_sdk::Result<Scenario> {
@@ -100,6 +112,54 @@ impl Watcher for TestWatcher {
                 close.wait();
                 Ok(())
             })),
+            "mirror" => {
+                let file = s.file.clone().ok_or("file: required for mirror")?;
+                Ok(watcher_endpoint(move |events, close| {
+                    let mut last: Option<String> = None;
+                    loop {
+                        if let Ok(text) = std::fs::read_to_string(&file) {
+                            if last.as_deref() != Some(text.as_str()) {
+                                if let Ok(nodes) = serde_json::from_str::<Vec<NodeInfo>>(&text) {
+                                    events.send_full(nodes)?;
+                                    last = Some(text);
+                                }
+                            }
+                        }
+                        if close.wait_timeout(Duration::from_millis(20)) {
+                            return Ok(());
+                        }
+                    }
+                }))
+            }
+            "garbage" => {
+                let once = s.once.clone().ok_or("once: required for garbage")?;
+                let junk = if s.message.is_empty() {
+                    vec![0xff; 40]
+                } else {
+                    s.message.clone().into_bytes()
+                };
+                Ok(watcher_endpoint(move |events, close| {
+                    if !once.exists() {
+                        std::fs::write(&once, b"")?;
+                        while !events.send_raw_record(&junk)? {
+                            close.wait_timeout(Duration::from_millis(1));
+                        }
+                    } else {
+                        for node in s.events {
+                            events.send_node(node)?;
+                        }
+                    }
+                    close.wait();
+                    Ok(())
+                }))
+            }
+            "exit" => {
+                let after = Duration::from_millis(s.after_ms.unwrap_or(50));
+                Ok(watcher_endpoint(move |_events, _close| {
+                    std::thread::sleep(after);
+                    std::process::exit(3)
+                }))
+            }
             other => Err(format!("unknown watcher scenario '{other}'").into()),
         }
     }
@@ -128,6 +188,10 @@ impl Reactor for TestReactor {
                     .create(true)
                     .append(true)
                     .open(&file)?;
+                if s.mark {
+                    writeln!(out, "{{\"start\":{}}}", std::process::id())?;
+                    out.flush()?;
+                }
                 while let Some(ev) = events.recv() {
                     for node in ev.nodes() {
                         writeln!(out, "{}", serde_json::to_string(node)?)?;
