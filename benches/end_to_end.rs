@@ -12,9 +12,13 @@
 //!
 //! `RECEPTOR_BENCH_QUICK=1` divides the counts by ten.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use support::{test_plugin, Guard};
 
 const RESULT_WAIT: Duration = Duration::from_secs(180);
 
@@ -22,34 +26,6 @@ struct Outcome {
     events_per_s: f64,
     p50_us: f64,
     p99_us: f64,
-}
-
-/// A child process, stopped (SIGTERM, then SIGKILL) and reaped whatever happens.
-struct Guard(Option<Child>);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn test_plugin() -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "-q", "--release", "-p", "receptor-test-plugin"])
-        .status()
-        .expect("run cargo build");
-    assert!(status.success(), "cannot build the test plugin");
-    PathBuf::from(env!("CARGO_BIN_EXE_receptor")).with_file_name("receptor-test-plugin")
 }
 
 /// Waits for the reactor's result file and reads it.
