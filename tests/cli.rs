@@ -370,3 +370,58 @@ fn json_log_format_writes_json_lines() {
     let line: serde_json::Value = serde_json::from_str(first).expect("a JSON log line");
     assert_eq!(line["fields"]["message"], "configuration loaded");
 }
+
+#[test]
+fn supervision_defaults_overrides_per_type_and_from_the_environment() {
+    let fx = Fixture::new(&format!(
+        r#"
+[supervision]
+max_restarts = 9
+ping_interval = "250ms"
+
+[supervision.watchers.dummy]
+on_plugin_failure = "shutdown"
+{VALID}"#
+    ));
+    let out = fx.run(
+        &["check", "--print"],
+        &[("RECEPTOR_SUPERVISION__RESTART_WINDOW", "2m")],
+    );
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("--print is JSON");
+    let sup = &json["supervision"];
+    assert_eq!(sup["max_restarts"], 9);
+    assert_eq!(sup["ping_interval"], "250ms");
+    assert_eq!(sup["ping_timeout"], "5s", "defaults fill the rest");
+    assert_eq!(sup["restart_window"], "2m");
+    assert_eq!(sup["on_plugin_failure"], "isolate");
+    let dummy = &sup["watchers"]["dummy"];
+    assert_eq!(dummy["on_plugin_failure"], "shutdown");
+    assert_eq!(
+        dummy["max_restarts"], 9,
+        "an override merges over the table"
+    );
+}
+
+#[test]
+fn bad_supervision_values_name_their_keys() {
+    let fx = Fixture::new(&format!(
+        r#"
+[supervision]
+ping_timeout = "never"
+max_restarts = -1
+
+[supervision.reactors.filelogger]
+on_plugin_failure = "explode"
+{VALID}"#
+    ));
+    assert_config_error(
+        &fx.check(),
+        &[
+            "key 'supervision.ping_timeout'",
+            "key 'supervision.max_restarts'",
+            "key 'supervision.reactors.filelogger.on_plugin_failure'",
+            "\"isolate\" or \"shutdown\"",
+        ],
+    );
+}

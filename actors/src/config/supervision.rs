@@ -71,15 +71,42 @@ impl Default for SupervisionPolicy {
 }
 
 /// The `[supervision]` table: a default policy and per-type overrides.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Supervision {
     /// The policy of every plugin type without an override.
-    #[serde(flatten)]
     pub default: SupervisionPolicy,
     /// Policies of `[supervision.watchers.<type>]` / `[supervision.reactors.<type>]`,
     /// already merged over the default.
-    #[serde(skip)]
     pub overrides: BTreeMap<(PluginKind, String), SupervisionPolicy>,
+}
+
+/// Serialized as the table reads: the default's keys, then `watchers` and `reactors`
+/// with each overridden type's whole (merged) policy.
+impl Serialize for Supervision {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Table<'a> {
+            #[serde(flatten)]
+            default: &'a SupervisionPolicy,
+            #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+            watchers: BTreeMap<&'a str, &'a SupervisionPolicy>,
+            #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+            reactors: BTreeMap<&'a str, &'a SupervisionPolicy>,
+        }
+        let of = |kind: PluginKind| {
+            self.overrides
+                .iter()
+                .filter(|((k, _), _)| *k == kind)
+                .map(|((_, t), p)| (t.as_str(), p))
+                .collect()
+        };
+        Table {
+            default: &self.default,
+            watchers: of(PluginKind::Watcher),
+            reactors: of(PluginKind::Reactor),
+        }
+        .serialize(serializer)
+    }
 }
 
 impl Supervision {
