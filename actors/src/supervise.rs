@@ -1,4 +1,4 @@
-//! What every supervisor in the host shares: a restart budget, and the boundary that
+//! What every supervisor in the host shares: a restart budget, a backoff, and the boundary that
 //! turns a panic into a stop.
 //!
 //! actix restarts a [`Supervised`](actix::Supervised) actor when it *stops*, not when
@@ -79,9 +79,69 @@ impl RestartBudget {
     }
 }
 
+/// Exponential backoff between restarts: `min`, doubling per restart up to `max`, each
+/// delay spread by a jitter factor so plugins that failed together do not restart in
+/// step; back to `min` after a reset (the plugin was healthy for a while).
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    min: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    /// How far a delay is spread either way: ±20%.
+    pub const JITTER: f64 = 0.2;
+
+    /// A backoff from `min` to `max`.
+    pub fn new(min: Duration, max: Duration) -> Self {
+        Backoff {
+            min,
+            max,
+            next: min,
+        }
+    }
+
+    /// The next restart waits `min` again.
+    pub fn reset(&mut self) {
+        self.next = self.min;
+    }
+
+    /// The delay before the next restart, spread by `spread` (in -1..=1, scaled to
+    /// ±[`Backoff::JITTER`]) and never above `max`; the one after doubles.
+    pub fn next_delay(&mut self, spread: f64) -> Duration {
+        let factor = 1.0 + spread.clamp(-1.0, 1.0) * Self::JITTER;
+        let delay = self.next.mul_f64(factor).min(self.max);
+        self.next = self.next.saturating_mul(2).min(self.max);
+        delay
+    }
+
+    /// [`Backoff::next_delay`] with a random spread.
+    pub fn next_jittered(&mut self) -> Duration {
+        self.next_delay(rand::random::<f64>() * 2.0 - 1.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_max_with_jitter_and_resets() {
+        let ms = Duration::from_millis;
+        let mut backoff = Backoff::new(ms(100), ms(500));
+        assert_eq!(backoff.next_delay(0.0), ms(100));
+        assert_eq!(backoff.next_delay(1.0), ms(240), "200 ms + 20%");
+        assert_eq!(backoff.next_delay(-1.0), ms(320), "400 ms - 20%");
+        assert_eq!(backoff.next_delay(0.0), ms(500), "capped at max");
+        assert_eq!(backoff.next_delay(1.0), ms(500), "jitter never exceeds max");
+        backoff.reset();
+        assert_eq!(backoff.next_delay(0.0), ms(100));
+        for _ in 0..100 {
+            let d = Backoff::new(ms(100), ms(30_000)).next_jittered();
+            assert!(d >= ms(80) && d <= ms(120), "{d:?}");
+        }
+    }
 
     #[test]
     fn the_budget_allows_max_restarts_per_window_and_refills_as_the_window_moves() {

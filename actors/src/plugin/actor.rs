@@ -38,7 +38,7 @@ use crate::config::{OnFailure, SupervisionPolicy};
 use crate::endpoint::actor::{Endpoint, EndpointEnded, EndpointName, Session, StopEndpoint};
 use crate::endpoint::{rings, ServiceCore, SessionEnd};
 use crate::lookup::PluginKind;
-use crate::supervise::{catch_panic, RestartBudget};
+use crate::supervise::{catch_panic, Backoff, RestartBudget};
 
 /// One instance this plugin serves: what its `Accept` replays.
 #[derive(Clone)]
@@ -124,7 +124,7 @@ pub struct PluginProcess {
     conn: Option<Arc<PluginConnection>>,
     endpoints: Vec<Running>,
     budget: RestartBudget,
-    backoff: Duration,
+    backoff: Backoff,
     running_since: Instant,
     ping_in_flight: bool,
     /// Set when a handler panicked: the actor stops and its supervisor restarts it.
@@ -140,7 +140,7 @@ impl PluginProcess {
         policy: SupervisionPolicy,
         failures: Recipient<PluginFailed>,
     ) -> Self {
-        let backoff = policy.restart_backoff_min;
+        let backoff = Backoff::new(policy.restart_backoff_min, policy.restart_backoff_max);
         let budget = RestartBudget::new(policy.max_restarts, policy.restart_window);
         PluginProcess {
             spec,
@@ -290,14 +290,13 @@ impl PluginProcess {
 
         let now = Instant::now();
         if now.duration_since(self.running_since) >= self.policy.restart_window {
-            self.backoff = self.policy.restart_backoff_min;
+            self.backoff.reset();
         }
         if !self.budget.spend(now) {
             self.give_up(reason);
             return;
         }
-        let delay = jitter(self.backoff);
-        self.backoff = (self.backoff * 2).min(self.policy.restart_backoff_max);
+        let delay = self.backoff.next_jittered();
         tracing::info!(
             plugin = %self.name(),
             attempt = self.budget.spent(),
@@ -416,12 +415,6 @@ impl PluginProcess {
             }
         }));
     }
-}
-
-/// `d` with up to ±20% of jitter, so plugins that failed together do not restart in step.
-fn jitter(d: Duration) -> Duration {
-    let factor = 0.8 + rand::random::<f64>() * 0.4;
-    d.mul_f64(factor)
 }
 
 fn round_ms(d: Duration) -> Duration {
