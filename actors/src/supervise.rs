@@ -1,5 +1,5 @@
-//! What every supervisor in the host shares: a restart budget, a backoff, and the boundary that
-//! turns a panic into a stop.
+//! What every supervisor in the host shares: a restart budget, a backoff, and the
+//! boundary that turns a panic into a stop.
 //!
 //! actix restarts a [`Supervised`](actix::Supervised) actor when it *stops*, not when
 //! it panics: a panic inside a handler unwinds through the arbiter and takes every actor
