@@ -167,6 +167,41 @@ restart_backoff_min = "20ms"
     });
 }
 
+#[test]
+fn a_plugins_own_children_go_with_it_on_restart_and_on_shutdown() {
+    let fixture = one_service(
+        FAST,
+        "t",
+        r#"{ scenario = "emit", child_pid_file = "child.pid", events = [{ name = "c", status = "up", host = "h", port = 1 }] }"#,
+    );
+    let child_of = |fixture: &Fixture| -> Option<u32> {
+        std::fs::read_to_string(fixture.path().join("child.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    };
+    let mut host = fixture.start();
+    let first = host.wait_for_start("watcher/t", 1);
+    wait_until("the plugin's child", WAIT, || child_of(&fixture).is_some());
+    let first_child = child_of(&fixture).unwrap();
+    std::fs::remove_file(fixture.path().join("child.pid")).unwrap();
+    assert!(alive(first_child));
+
+    // Only the plugin's main process dies; the restart takes its group down.
+    signal_pid(first, Signal::SIGKILL);
+    host.wait_for_start("watcher/t", 2);
+    wait_until("the first child to go", WAIT, || !alive(first_child));
+
+    wait_until("the new plugin's child", WAIT, || {
+        child_of(&fixture).is_some()
+    });
+    let second_child = child_of(&fixture).unwrap();
+    host.signal(Signal::SIGTERM);
+    assert_eq!(host.wait(WAIT).and_then(|s| s.code()), Some(0));
+    wait_until("the second child to go", WAIT, || !alive(second_child));
+}
+
 /// Two services: `a` has a watcher that exits every time it starts; `b` is healthy and
 /// mirrors `b.json`.
 fn crash_loop_config(on_failure: &str) -> String {

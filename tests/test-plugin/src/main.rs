@@ -7,7 +7,8 @@
 //!
 //! Watcher scenarios (instance `cfg`):
 //! - `emit`: sends `events` (a list of `{name, status, host, port}`) one by one, then
-//!   waits for close.
+//!   waits for close. With `child_pid_file`, it first starts a child process (`sleep`)
+//!   and writes its pid there, for tests of what happens to a plugin's own children.
 //! - `count`: sends `count` one-node events, each naming a node not seen before
 //!   (`<prefix>-<i>`), as fast as it can, then waits for close.
 //!
@@ -65,6 +66,7 @@ struct Scenario {
     once: Option<PathBuf>,
     after_ms: Option<u64>,
     mark: bool,
+    child_pid_file: Option<PathBuf>,
 }
 
 fn scenario(cfg: &Config) -> plugin_sdk::Result<Scenario> {
@@ -92,6 +94,10 @@ impl Watcher for TestWatcher {
         let s = scenario(&cfg)?;
         match s.scenario.as_str() {
             "emit" => Ok(watcher_endpoint(move |events, close| {
+                if let Some(file) = &s.child_pid_file {
+                    let child = std::process::Command::new("sleep").arg("600").spawn()?;
+                    std::fs::write(file, child.id().to_string())?;
+                }
                 for node in s.events {
                     events.send_node(node)?;
                 }
