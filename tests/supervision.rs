@@ -83,9 +83,10 @@ fn a_watcher_killed_mid_stream_is_restarted_and_the_reactor_ends_with_the_truth(
     wait_until("the reactor's state to match the truth", WAIT, || {
         state_of(&fixture, "r.jsonl").0 == truth
     });
-    let log = host.log();
-    assert!(log.contains("plugin failed"), "{log}");
-    assert!(log.contains("plugin restarted"), "{log}");
+    assert!(host.log().contains("plugin failed"), "{}", host.log());
+    wait_until("the restart logged", WAIT, || {
+        host.log().contains("plugin restarted")
+    });
     assert_eq!(
         state_of(&fixture, "r.jsonl").1,
         1,
@@ -304,7 +305,10 @@ fn garbage_in_a_ring_ends_the_session_and_the_plugin_restarts() {
         failure.contains("service 's' watcher 'w'") && failure.contains("bad watcher update frame"),
         "the log line names the session and the frame: {failure}"
     );
-    assert!(!log.contains("panicked"), "{log}");
+    assert!(
+        !log.contains("panicked") && !log.contains("\"panic: "),
+        "{log}"
+    );
     assert!(host.is_running());
 }
 
@@ -357,23 +361,39 @@ fn a_panic_in_a_host_actor_restarts_it_and_the_pipeline_carries_on() {
         state_of(&fixture, "r.jsonl").0 == up(["p1".to_owned(), "p2".to_owned()])
     });
     assert!(host.is_running());
-    let log = host.log();
-    assert!(log.contains("injected by a test hook"), "{log}");
-    assert!(log.contains("plugin restarted"), "{log}");
+    // Events can flow a moment before the host logs that the restart is complete.
+    wait_until("the restart logged", WAIT, || {
+        host.log().contains("plugin restarted")
+    });
+    assert!(host.log().contains("injected by a test hook"));
 }
 
-/// What the host holds at one moment: open files, threads, `/dev/shm` entries, resident
-/// memory in KiB.
+/// What the host holds at one moment: open files, its own threads (sessions, control
+/// readers, log forwarders), the runtime's pool of blocking threads, `/dev/shm` entries,
+/// resident memory in KiB.
 #[derive(Debug, Clone, Copy)]
 struct Holdings {
     fds: usize,
     threads: usize,
+    pool_threads: usize,
     shm: usize,
     rss_kib: u64,
 }
 
+/// The thread name of tokio's workers and blocking pool (actix's runtime).
+const POOL_THREAD: &str = "tokio-rt-worker";
+
 fn holdings(pid: u32) -> Holdings {
     let count = |dir: String| std::fs::read_dir(dir).map_or(0, |d| d.count());
+    let names: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|tasks| {
+            tasks
+                .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+                .map(|n| n.trim().to_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    let pool_threads = names.iter().filter(|n| *n == POOL_THREAD).count();
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let rss_kib = status
         .lines()
@@ -382,7 +402,8 @@ fn holdings(pid: u32) -> Holdings {
         .unwrap_or(0);
     Holdings {
         fds: count(format!("/proc/{pid}/fd")),
-        threads: count(format!("/proc/{pid}/task")),
+        threads: names.len() - pool_threads,
+        pool_threads,
         shm: shm_entries_of(pid).len(),
         rss_kib,
     }
@@ -493,11 +514,14 @@ cfg = { scenario = "record", file = "r2.jsonl", mark = true }
     for plugin in ["watcher/mirror", "reactor/t"] {
         assert!(host.pids_of(plugin).len() > 1, "{plugin} never restarted");
     }
-    // What the host holds settles back once the last restart is through.
+    // What the host holds settles back once the last restart is through. The blocking
+    // pool keeps the threads it grew to while restarts overlapped (the pings keep them
+    // warm): its size follows how many restarts ran at once, not how many there were.
     let mut after = holdings(host.pid());
     let settled = |b: &Holdings, a: &Holdings| {
         a.fds <= b.fds + 2
-            && a.threads <= b.threads + 2
+            && a.threads == b.threads
+            && a.pool_threads <= b.pool_threads + 8
             && a.shm == b.shm
             && a.rss_kib <= b.rss_kib + 16 * 1024
     };

@@ -129,6 +129,9 @@ pub struct PluginProcess {
     ping_in_flight: bool,
     /// Set when a handler panicked: the actor stops and its supervisor restarts it.
     panicked: Option<String>,
+    /// A failure of the current incarnation reported while it was still starting; acted
+    /// on once it runs.
+    pending_failure: Option<String>,
 }
 
 impl PluginProcess {
@@ -157,6 +160,7 @@ impl PluginProcess {
             running_since: Instant::now(),
             ping_in_flight: false,
             panicked: None,
+            pending_failure: None,
         }
     }
 
@@ -280,9 +284,19 @@ impl PluginProcess {
 
     /// Something failed while running: tear down and restart, or give up.
     fn fail(&mut self, reason: String, ctx: &mut Context<Self>) {
-        if self.phase != Phase::Running {
-            tracing::debug!(plugin = %self.name(), phase = ?self.phase, "ignored while not running: {reason}");
-            return;
+        match self.phase {
+            Phase::Running => {}
+            // The current incarnation's endpoints may already run while the host still
+            // waits for its answers to `Start`: a failure then counts once it runs.
+            Phase::Booting | Phase::Restarting if self.conn.is_some() => {
+                tracing::debug!(plugin = %self.name(), "failed while starting: {reason}");
+                self.pending_failure.get_or_insert(reason);
+                return;
+            }
+            _ => {
+                tracing::debug!(plugin = %self.name(), phase = ?self.phase, "ignored while not running: {reason}");
+                return;
+            }
         }
         tracing::error!(plugin = %self.name(), "plugin failed: {reason}");
         self.phase = Phase::Restarting;
@@ -304,6 +318,15 @@ impl PluginProcess {
             humantime::format_duration(round_ms(delay))
         );
         ctx.run_later(delay, |act, ctx| act.restart(ctx));
+    }
+
+    /// The plugin's endpoints are all started: from now on failures restart it.
+    fn now_running(&mut self, ctx: &mut Context<Self>) {
+        self.phase = Phase::Running;
+        self.running_since = Instant::now();
+        if let Some(reason) = self.pending_failure.take() {
+            self.fail(reason, ctx);
+        }
     }
 
     fn give_up(&mut self, reason: String) {
@@ -332,6 +355,7 @@ impl PluginProcess {
 
     /// Stops the endpoints (their threads end within a wait slice) and the process.
     fn tear_down(&mut self, grace: Duration, _ctx: &mut Context<Self>) {
+        self.pending_failure = None;
         for endpoint in self.endpoints.drain(..) {
             endpoint.actor.do_send(StopEndpoint);
         }
@@ -378,9 +402,8 @@ impl PluginProcess {
             .into_actor(act)
             .map(|started, act, ctx| match started {
                 Ok(()) => {
-                    act.phase = Phase::Running;
-                    act.running_since = Instant::now();
                     tracing::info!(plugin = %act.name(), "plugin restarted; its endpoints are running again");
+                    act.now_running(ctx);
                 }
                 Err(None) => {}
                 Err(Some(reason)) => {
@@ -518,18 +541,12 @@ impl Handler<StartEndpoints> for PluginProcess {
                 .await
                 .unwrap_or_else(|e| Err(e.to_string()))
         };
-        let kind = msg.0;
-        Box::pin(start.into_actor(self).map(move |started, act, _| {
-            if started.is_ok() && kind == PluginKind::Watcher {
-                act.phase = Phase::Running;
-                act.running_since = Instant::now();
-            }
-            started
-        }))
+        Box::pin(start.into_actor(self))
     }
 }
 
-/// Marks the plugin running even if it has no watchers (sent after all starts).
+/// Marks the plugin running (sent once every plugin's endpoints started): from now on a
+/// failure restarts it, and one reported while it was starting is acted on now.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct Supervise;
@@ -538,10 +555,9 @@ impl Handler<Supervise> for PluginProcess {
     type Result = ();
 
     fn handle(&mut self, _: Supervise, ctx: &mut Context<Self>) {
-        self.guarded(ctx, "Supervise", |act, _| {
+        self.guarded(ctx, "Supervise", |act, ctx| {
             if act.phase == Phase::Booting && act.conn.is_some() {
-                act.phase = Phase::Running;
-                act.running_since = Instant::now();
+                act.now_running(ctx);
             }
         });
     }
