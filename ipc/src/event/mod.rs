@@ -30,7 +30,10 @@ pub use book::Book;
 pub use broadcast::{Broadcast, Delivery, SubscriberId};
 pub use update::Update;
 
-use std::collections::btree_map::{self, BTreeMap};
+use std::borrow::Borrow;
+use std::cmp::Ordering;
+use std::collections::btree_set::{self, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 
 use bincode::de::Decoder;
@@ -117,21 +120,54 @@ impl fmt::Display for NodeInfo {
 ///
 /// Iteration is in node-name order, so logs and tests see a stable order.
 ///
-/// Most events name one node, so an event keeps up to [`SMALL_EVENT`] nodes in a sorted
-/// vector (one small allocation) and switches to a B-tree beyond that (a backlog that
-/// coalesced thousands of nodes). Both keep name order; equality is by content.
+/// Most events name one node, so an event keeps its nodes in a sorted vector (one small
+/// allocation), and switches to a B-tree when a node must go into the middle of a vector
+/// of [`SMALL_EVENT`] or more (a backlog that coalesced thousands of nodes); nodes that
+/// arrive in name order are appended, however many. Both keep name order; equality is by content. The
+/// B-tree is a set of nodes ordered by name, so a node's name is stored once, not
+/// copied into a separate key.
 #[derive(Clone)]
 pub struct Event {
     nodes: Nodes,
 }
 
-/// The most nodes an event keeps in its vector form.
+/// The most nodes a vector-form event takes insertions into its middle.
 pub const SMALL_EVENT: usize = 16;
 
 #[derive(Clone)]
 enum Nodes {
     Small(Vec<NodeInfo>),
-    Large(BTreeMap<String, NodeInfo>),
+    Large(BTreeSet<ByName>),
+}
+
+/// A node in a large event: ordered, compared and looked up by name alone.
+#[derive(Clone)]
+struct ByName(NodeInfo);
+
+impl PartialEq for ByName {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.name == other.0.name
+    }
+}
+
+impl Eq for ByName {}
+
+impl PartialOrd for ByName {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ByName {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.0.name.cmp(&other.0.name)
+    }
+}
+
+impl Borrow<str> for ByName {
+    fn borrow(&self) -> &str {
+        &self.0.name
+    }
 }
 
 impl Default for Event {
@@ -189,19 +225,26 @@ impl Event {
     pub fn add_node(&mut self, node: NodeInfo) -> Option<NodeInfo> {
         match &mut self.nodes {
             Nodes::Small(list) => {
+                // Nodes added in name order (a decoded event, the changes a book finds
+                // in one) are appended: the vector stays the representation however
+                // long it gets, built in linear time. Only an insertion into the middle
+                // of a long vector moves it to the B-tree.
+                if list.last().is_none_or(|last| last.name < node.name) {
+                    list.push(node);
+                    return None;
+                }
                 match list.binary_search_by(|n| n.name.as_str().cmp(node.name.as_str())) {
                     Ok(i) => return Some(std::mem::replace(&mut list[i], node)),
                     Err(i) if list.len() < SMALL_EVENT => list.insert(i, node),
                     Err(_) => {
-                        let mut map: BTreeMap<String, NodeInfo> =
-                            list.drain(..).map(|n| (n.name.clone(), n)).collect();
-                        map.insert(node.name.clone(), node);
-                        self.nodes = Nodes::Large(map);
+                        let mut set: BTreeSet<ByName> = list.drain(..).map(ByName).collect();
+                        set.insert(ByName(node));
+                        self.nodes = Nodes::Large(set);
                     }
                 }
                 None
             }
-            Nodes::Large(map) => map.insert(node.name.clone(), node),
+            Nodes::Large(set) => set.replace(ByName(node)).map(|old| old.0),
         }
     }
 
@@ -230,13 +273,12 @@ impl Event {
         }
         match &mut self.nodes {
             Nodes::Small(list) => list.drain(..n).collect(),
-            Nodes::Large(map) => {
-                let key = map.keys().nth(n).expect("n < len").clone();
-                let rest = map.split_off(&key);
-                let first = std::mem::replace(map, rest);
-                let mut piece = Event::new();
-                piece.extend(first.into_values());
-                piece
+            Nodes::Large(set) => {
+                let key = set.iter().nth(n).expect("n < len").0.name.clone();
+                let rest = set.split_off(key.as_str());
+                let first = std::mem::replace(set, rest);
+                // In name order: the piece is a vector, built by appending.
+                first.into_iter().map(|k| k.0).collect()
             }
         }
     }
@@ -248,7 +290,7 @@ impl Event {
                 .binary_search_by(|n| n.name.as_str().cmp(name))
                 .ok()
                 .map(|i| &list[i]),
-            Nodes::Large(map) => map.get(name),
+            Nodes::Large(set) => set.get(name).map(|k| &k.0),
         }
     }
 
@@ -259,7 +301,7 @@ impl Event {
                 .binary_search_by(|n| n.name.as_str().cmp(name))
                 .ok()
                 .map(|i| list.remove(i)),
-            Nodes::Large(map) => map.remove(name),
+            Nodes::Large(set) => set.take(name).map(|k| k.0),
         }
     }
 
@@ -267,7 +309,7 @@ impl Event {
     pub fn len(&self) -> usize {
         match &self.nodes {
             Nodes::Small(list) => list.len(),
-            Nodes::Large(map) => map.len(),
+            Nodes::Large(set) => set.len(),
         }
     }
 
@@ -279,34 +321,34 @@ impl Event {
     /// The nodes in name order.
     pub fn nodes(&self) -> NodeIter<'_> {
         match &self.nodes {
-            Nodes::Small(list) => NodeIter::Small(list.iter()),
-            Nodes::Large(map) => NodeIter::Large(map.values()),
+            Nodes::Small(list) => NodeIter(Iter::Small(list.iter())),
+            Nodes::Large(set) => NodeIter(Iter::Large(set.iter())),
         }
     }
 }
 
 /// The nodes of an [`Event`] in name order.
-pub enum NodeIter<'a> {
-    /// Of a small event.
+pub struct NodeIter<'a>(Iter<'a>);
+
+enum Iter<'a> {
     Small(std::slice::Iter<'a, NodeInfo>),
-    /// Of a large event.
-    Large(btree_map::Values<'a, String, NodeInfo>),
+    Large(btree_set::Iter<'a, ByName>),
 }
 
 impl<'a> Iterator for NodeIter<'a> {
     type Item = &'a NodeInfo;
 
     fn next(&mut self) -> Option<&'a NodeInfo> {
-        match self {
-            NodeIter::Small(it) => it.next(),
-            NodeIter::Large(it) => it.next(),
+        match &mut self.0 {
+            Iter::Small(it) => it.next(),
+            Iter::Large(it) => it.next().map(|k| &k.0),
         }
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        match self {
-            NodeIter::Small(it) => it.size_hint(),
-            NodeIter::Large(it) => it.size_hint(),
+        match &self.0 {
+            Iter::Small(it) => it.size_hint(),
+            Iter::Large(it) => it.size_hint(),
         }
     }
 }
@@ -314,27 +356,27 @@ impl<'a> Iterator for NodeIter<'a> {
 impl ExactSizeIterator for NodeIter<'_> {}
 
 /// The nodes of an [`Event`], owned, in name order.
-pub enum IntoNodes {
-    /// Of a small event.
+pub struct IntoNodes(IntoIter);
+
+enum IntoIter {
     Small(std::vec::IntoIter<NodeInfo>),
-    /// Of a large event.
-    Large(btree_map::IntoValues<String, NodeInfo>),
+    Large(btree_set::IntoIter<ByName>),
 }
 
 impl Iterator for IntoNodes {
     type Item = NodeInfo;
 
     fn next(&mut self) -> Option<NodeInfo> {
-        match self {
-            IntoNodes::Small(it) => it.next(),
-            IntoNodes::Large(it) => it.next(),
+        match &mut self.0 {
+            IntoIter::Small(it) => it.next(),
+            IntoIter::Large(it) => it.next().map(|k| k.0),
         }
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        match self {
-            IntoNodes::Small(it) => it.size_hint(),
-            IntoNodes::Large(it) => it.size_hint(),
+        match &self.0 {
+            IntoIter::Small(it) => it.size_hint(),
+            IntoIter::Large(it) => it.size_hint(),
         }
     }
 }
@@ -364,8 +406,8 @@ impl IntoIterator for Event {
 
     fn into_iter(self) -> Self::IntoIter {
         match self.nodes {
-            Nodes::Small(list) => IntoNodes::Small(list.into_iter()),
-            Nodes::Large(map) => IntoNodes::Large(map.into_values()),
+            Nodes::Small(list) => IntoNodes(IntoIter::Small(list.into_iter())),
+            Nodes::Large(set) => IntoNodes(IntoIter::Large(set.into_iter())),
         }
     }
 }

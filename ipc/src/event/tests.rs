@@ -185,6 +185,53 @@ fn book_full_then_inc_down_then_full_again() {
     assert_eq!(ev.get("Node1").unwrap().status, NodeStatus::Up);
 }
 
+#[test]
+fn book_keeps_tags_long_and_unicode_names_exactly() {
+    let long = "n".repeat(300);
+    let nodes = vec![
+        up("web-1", "10.0.0.1", 80)
+            .with_meta("zone", "a")
+            .with_meta("weight", "3"),
+        up(&long, "h", 1),
+        up("nœud-ü", "::1", 65535),
+    ];
+    let mut book = Book::new();
+    book.update_inc(nodes.clone().into_iter().collect())
+        .unwrap();
+    let full = book.full();
+    assert_eq!(full.nodes().cloned().collect::<Vec<_>>(), {
+        let mut sorted = nodes.clone();
+        sorted.sort_by(|a, b| a.name.cmp(&b.name));
+        sorted
+    });
+    assert!(book.is_up(&long) && book.is_up("nœud-ü"));
+    // The same again is no change; a tag alone changing is one.
+    assert_eq!(book.update_inc(nodes[0].clone().into_event()), None);
+    let retagged = nodes[0].clone().with_meta("zone", "b");
+    assert_eq!(
+        book.update_inc(retagged.clone().into_event()),
+        Some(retagged.into_event())
+    );
+}
+
+#[test]
+fn events_in_name_order_and_out_of_it_hold_the_same_nodes() {
+    let nodes: Vec<NodeInfo> = (0..100).map(|i| up(&format!("n{i:03}"), "h", i)).collect();
+    let in_order: Event = nodes.iter().cloned().collect();
+    let reversed: Event = nodes.iter().rev().cloned().collect();
+    assert_eq!(in_order, reversed);
+    assert_eq!(in_order.len(), 100);
+    let mut split = in_order.clone();
+    let first = split.split_first(40);
+    assert_eq!(first.len(), 40);
+    assert_eq!(split.len(), 60);
+    assert_eq!(first.nodes().last().unwrap().name, "n039");
+    assert_eq!(split.get("n040").unwrap().port, 40);
+    let mut merged = first;
+    merged.merge(split);
+    assert_eq!(merged, in_order);
+}
+
 // ---- Backlog (Go: TestMergerPassThrough, TestMergerCongestionMerge) ----
 
 #[test]
@@ -331,18 +378,25 @@ impl IntoEvent for NodeInfo {
 // ---- Properties ----
 
 fn arb_node() -> impl Strategy<Value = NodeInfo> {
-    (0..8u8, any::<bool>(), 0..3u8, 0..4u16).prop_map(|(name, is_up, host, port)| {
+    (0..40u8, any::<bool>(), 0..3u8, 0..4u16, 0..3u8).prop_map(|(name, is_up, host, port, zone)| {
         let status = if is_up {
             NodeStatus::Up
         } else {
             NodeStatus::Down
         };
-        NodeInfo::new(format!("n{name}"), status, format!("10.0.0.{host}"), port)
+        let node = NodeInfo::new(format!("n{name}"), status, format!("10.0.0.{host}"), port);
+        // Tags on some nodes: a change of tags alone is a change.
+        match zone {
+            0 => node,
+            z => node.with_meta("zone", format!("z{z}")),
+        }
     })
 }
 
+/// Events of up to 40 nodes: past the vector form's insertion limit, built in and out
+/// of name order.
 fn arb_event() -> impl Strategy<Value = Event> {
-    prop::collection::vec(arb_node(), 0..6).prop_map(|nodes| nodes.into_iter().collect())
+    prop::collection::vec(arb_node(), 0..40).prop_map(|nodes| nodes.into_iter().collect())
 }
 
 fn apply_all(events: impl IntoIterator<Item = Event>) -> Event {
