@@ -193,6 +193,8 @@ fn book_keeps_tags_long_and_unicode_names_exactly() {
             .with_meta("zone", "a")
             .with_meta("weight", "3"),
         up(&long, "h", 1),
+        up(&"m".repeat(254), "h", 2),
+        up(&"o".repeat(255), "h", 3),
         up("nœud-ü", "::1", 65535),
     ];
     let mut book = Book::new();
