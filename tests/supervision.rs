@@ -220,7 +220,7 @@ on_plugin_failure = "{on_failure}"
 
 [services.a.watchers.w]
 type = "crash"
-cfg = {{ scenario = "exit", after_ms = 50 }}
+cfg = {{ scenario = "exit", after_ms = 200 }}
 
 [services.a.reactors.r]
 type = "t"
