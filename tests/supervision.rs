@@ -313,6 +313,26 @@ fn garbage_in_a_ring_ends_the_session_and_the_plugin_restarts() {
 }
 
 #[test]
+fn an_endpoint_that_fails_restarts_its_plugin() {
+    let fixture = one_service(
+        FAST,
+        "t",
+        r#"{ scenario = "fail-once", once = "failed.once", message = "lost my registry", events = [{ name = "f", status = "up", host = "h", port = 1 }] }"#,
+    );
+    let host = fixture.start();
+    host.wait_for_start("watcher/t", 2);
+    wait_until("events from the restarted watcher", WAIT, || {
+        state_of(&fixture, "r.jsonl").0 == up(["f".to_owned()])
+    });
+    let log = host.log();
+    let failure = log
+        .lines()
+        .find(|l| l.contains("plugin failed"))
+        .expect("the failure is logged");
+    assert!(failure.contains("lost my registry"), "{failure}");
+}
+
+#[test]
 fn plugins_exit_when_the_host_is_killed_and_the_next_host_sweeps_its_names() {
     const EMIT: &str =
         r#"{ scenario = "emit", events = [{ name = "k", status = "up", host = "h", port = 1 }] }"#;

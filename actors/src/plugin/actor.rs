@@ -4,8 +4,9 @@
 //! It boots the process (launch, `Setup`, one `Accept` per instance with a fresh ring,
 //! an `Endpoint` actor per session), starts the endpoints when the host says so, pings
 //! the process every `ping_interval`, and restarts it when it fails while running: the
-//! process exits or its control connection breaks, a session reads a bad frame or loses
-//! its peer, or a ping goes unanswered for `ping_timeout` (then the process group is
+//! process exits or its control connection breaks, an endpoint ends with an error, a
+//! session reads a bad frame or loses its peer, or a ping goes unanswered for
+//! `ping_timeout` (then the process group is
 //! SIGKILLed first). A restart tears the endpoints down (their rings are unlinked), waits
 //! a backoff that doubles with jitter from `restart_backoff_min` to
 //! `restart_backoff_max` (reset after a healthy `restart_window`), and replays the boot
@@ -656,9 +657,9 @@ impl PluginProcess {
                     .map(|e| e.name.to_string());
                 let name = name.unwrap_or_else(|| format!("endpoint {endpoint}"));
                 match error {
-                    Some(e) => {
-                        tracing::error!(plugin = %self.name(), "{name} ended with an error: {e}")
-                    }
+                    // An endpoint that failed (its handle returned an error or panicked)
+                    // is a crash of the plugin: restart it.
+                    Some(e) => self.fail(format!("{name} ended with an error: {e}"), ctx),
                     None => tracing::info!(plugin = %self.name(), "{name} finished"),
                 }
             }

@@ -19,6 +19,8 @@
 //!   (or a fixed junk) into its ring as a raw record, bypassing the encoder; otherwise it
 //!   behaves as `emit`.
 //! - `exit`: exits the whole process with status 3 `after_ms` (default 50) after starting.
+//! - `fail-once`: when the file `once` does not exist yet, creates it and returns the
+//!   error `message` from `handle`; otherwise it behaves as `emit`.
 //!
 //! Reactor scenarios (instance `cfg`):
 //! - `record`: appends every node event it receives to `file` as a JSON line; with
@@ -154,6 +156,20 @@ impl Watcher for TestWatcher {
                         for node in s.events {
                             events.send_node(node)?;
                         }
+                    }
+                    close.wait();
+                    Ok(())
+                }))
+            }
+            "fail-once" => {
+                let once = s.once.clone().ok_or("once: required for fail-once")?;
+                Ok(watcher_endpoint(move |events, close| {
+                    if !once.exists() {
+                        std::fs::write(&once, b"")?;
+                        return Err(s.message.clone().into());
+                    }
+                    for node in s.events {
+                        events.send_node(node)?;
                     }
                     close.wait();
                     Ok(())
