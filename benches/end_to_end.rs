@@ -33,8 +33,8 @@ fn result(path: &Path, what: &str) -> Outcome {
     let deadline = Instant::now() + RESULT_WAIT;
     while !path.exists() {
         if Instant::now() > deadline {
-            eprintln!("end_to_end: {what}: no result within {RESULT_WAIT:?}: events were lost");
-            std::process::exit(1);
+            // A panic, not an exit: unwinding stops the processes through their guards.
+            panic!("end_to_end: {what}: no result within {RESULT_WAIT:?}: events were lost");
         }
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -32,8 +32,8 @@ fn seen(file: &Path, needle: &str) -> Instant {
             return Instant::now();
         }
         if Instant::now() > deadline {
-            eprintln!("restart: {needle} never reached the reactor within {WAIT:?}");
-            std::process::exit(1);
+            // A panic, not an exit: unwinding stops the host through its guard.
+            panic!("restart: {needle} never reached the reactor within {WAIT:?}");
         }
         std::thread::sleep(Duration::from_micros(500));
     }

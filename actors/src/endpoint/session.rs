@@ -162,7 +162,8 @@ pub fn run_reactor_flusher(
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .insert(reactor.clone(), wake.clone());
-    let mut pending = core.lock().attach_reactor(&reactor, ring) == Flush::Pending;
+    let (attachment, flush) = core.lock().attach_reactor_as(&reactor, ring);
+    let mut pending = flush == Flush::Pending;
     while !stop.load(Ordering::Acquire) {
         if !pending {
             pending = wake.wait(WAIT_SLICE);
@@ -173,9 +174,14 @@ pub fn run_reactor_flusher(
             Flush::Done | Flush::Disconnected => pending = false,
         }
     }
-    core.lock().detach_reactor(&reactor);
-    core.flushers
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .remove(&reactor);
+    // After a restart the next session may already be attached under the same name:
+    // leave its sink and its wake-up alone.
+    core.lock().detach_reactor_as(&reactor, attachment);
+    let mut flushers = core.flushers.lock().unwrap_or_else(PoisonError::into_inner);
+    if flushers
+        .get(&reactor)
+        .is_some_and(|w| Arc::ptr_eq(w, &wake))
+    {
+        flushers.remove(&reactor);
+    }
 }

@@ -218,3 +218,52 @@ fn a_bad_frame_fails_the_session_and_a_stop_ends_it() {
     let end = pump_watcher(Box::new(ChannelRing(rx)), core, "w".into(), stop);
     assert_eq!(end, SessionEnd::Stopped);
 }
+
+#[test]
+fn a_replaced_reactor_session_that_stops_late_leaves_the_new_one_working() {
+    let core = ServiceCore::new(ServiceState::new("web"));
+    let (tx, pump) = start_pump(&core);
+    let node = |name: &str| {
+        record(&Update::Incremental(Event::with_node(
+            name,
+            NodeStatus::Up,
+            "h",
+            1,
+        )))
+    };
+    tx.send(node("early")).unwrap();
+    wait_until("the first update", || core.lock().stats().updates_in == 1);
+    let start_flusher = |ring: &SharedRing| {
+        let (core, ring) = (core.clone(), ring.clone());
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread =
+            std::thread::spawn(move || run_reactor_flusher(Box::new(ring), core, "r".into(), flag));
+        (stop, thread)
+    };
+    let old = SharedRing::default();
+    old.set_capacity(100);
+    let (old_stop, old_flusher) = start_flusher(&old);
+    wait_until("the old session's full state", || {
+        !old.received().is_empty()
+    });
+    // The plugin restarted: the new session attaches before the old one's thread ends.
+    let fresh = SharedRing::default();
+    fresh.set_capacity(100);
+    let (fresh_stop, fresh_flusher) = start_flusher(&fresh);
+    wait_until("the new session's full state", || {
+        !fresh.received().is_empty()
+    });
+    old_stop.store(true, Ordering::Release);
+    old_flusher.join().unwrap();
+
+    tx.send(node("late")).unwrap();
+    wait_until("the event in the new session", || {
+        final_view(&fresh.received()).get("late").is_some()
+    });
+    assert!(final_view(&old.received()).get("late").is_none());
+    tx.send(None).unwrap();
+    pump.join().unwrap();
+    fresh_stop.store(true, Ordering::Release);
+    fresh_flusher.join().unwrap();
+}

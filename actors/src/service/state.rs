@@ -50,6 +50,8 @@ pub struct ServiceStats {
 struct ReactorOutput {
     sink: Option<Box<dyn EventSink>>,
     backlog: Backlog,
+    /// Which attachment the sink belongs to (see [`ServiceState::attach_reactor_as`]).
+    attachment: u64,
 }
 
 /// What [`ServiceState::apply`] did.
@@ -79,6 +81,8 @@ pub struct ServiceState {
     reactors: BTreeMap<String, ReactorOutput>,
     stats: ServiceStats,
     buf: Vec<u8>,
+    /// The last attachment number handed out.
+    attachments: u64,
 }
 
 impl ServiceState {
@@ -90,6 +94,7 @@ impl ServiceState {
             reactors: BTreeMap::new(),
             stats: ServiceStats::default(),
             buf: Vec::with_capacity(256),
+            attachments: 0,
         }
     }
 
@@ -249,19 +254,29 @@ impl ServiceState {
     /// Connects (or reconnects) a reactor. A reactor that connects after events have
     /// flowed (a restart) first gets the full current state, then the live stream.
     pub fn attach_reactor(&mut self, reactor: &str, sink: Box<dyn EventSink>) -> Flush {
+        self.attach_reactor_as(reactor, sink).1
+    }
+
+    /// [`attach_reactor`](Self::attach_reactor), also returning the attachment's number
+    /// for [`detach_reactor_as`](Self::detach_reactor_as).
+    pub fn attach_reactor_as(&mut self, reactor: &str, sink: Box<dyn EventSink>) -> (u64, Flush) {
         let current = self.current();
+        self.attachments += 1;
+        let attachment = self.attachments;
         let out = self
             .reactors
             .entry(reactor.to_owned())
             .or_insert_with(|| ReactorOutput {
                 sink: None,
                 backlog: Backlog::new(),
+                attachment,
             });
         // Whatever was pending for the old process is superseded by the current state.
         out.backlog = Backlog::new();
         out.backlog.push(current);
         out.sink = Some(sink);
-        self.flush_reactor(reactor)
+        out.attachment = attachment;
+        (attachment, self.flush_reactor(reactor))
     }
 
     /// Disconnects a reactor (its process died or it is closing); events for it
@@ -269,6 +284,17 @@ impl ServiceState {
     pub fn detach_reactor(&mut self, reactor: &str) {
         if let Some(out) = self.reactors.get_mut(reactor) {
             out.sink = None;
+        }
+    }
+
+    /// Disconnects a reactor's sink if it is still the one of `attachment`. A session
+    /// that ends late (its plugin was restarted meanwhile) must not disconnect the sink
+    /// of the session that replaced it.
+    pub fn detach_reactor_as(&mut self, reactor: &str, attachment: u64) {
+        if let Some(out) = self.reactors.get_mut(reactor) {
+            if out.attachment == attachment {
+                out.sink = None;
+            }
         }
     }
 
@@ -318,6 +344,7 @@ impl ServiceState {
             Some(ReactorOutput {
                 sink: Some(sink),
                 backlog,
+                ..
             }) => backlog.is_empty() && sink.is_consumed(),
             _ => true,
         }

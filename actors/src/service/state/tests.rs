@@ -170,6 +170,28 @@ fn a_restarted_reactor_gets_the_full_state_first() {
 }
 
 #[test]
+fn a_late_detach_of_a_replaced_session_leaves_the_new_one_attached() {
+    let mut svc = ServiceState::new("web");
+    let old = VecSink::with_capacity(100);
+    let (old_attachment, _) = svc.attach_reactor_as("r", Box::new(old.clone()));
+    let fresh = VecSink::with_capacity(100);
+    let (fresh_attachment, _) = svc.attach_reactor_as("r", Box::new(fresh.clone()));
+    assert_ne!(old_attachment, fresh_attachment);
+    // The old session's thread ends after the new one attached.
+    svc.detach_reactor_as("r", old_attachment);
+    svc.apply("w", up("n1", 1));
+    assert_eq!(
+        view(&fresh.take()),
+        svc.current(),
+        "the new sink still gets events"
+    );
+    assert!(old.take().is_empty());
+    svc.detach_reactor_as("r", fresh_attachment);
+    svc.apply("w", up("n2", 2));
+    assert!(fresh.take().is_empty(), "its own detach disconnects it");
+}
+
+#[test]
 fn a_full_update_reconciles_a_watchers_nodes() {
     let mut svc = ServiceState::new("web");
     let sink = VecSink::with_capacity(100);
