@@ -461,9 +461,11 @@ fn soak_steady_events_while_plugins_are_killed_at_random() {
         r#"
 shutdown_timeout = "5s"
 
+# The production backoff's first step: restarts then land around the sessions' wait
+# slice, where a replaced session's late exit once disconnected its successor.
 [supervision]
-restart_backoff_min = "20ms"
-restart_backoff_max = "200ms"
+restart_backoff_min = "100ms"
+restart_backoff_max = "150ms"
 max_restarts = 100000
 
 [services.s.watchers.w]
