@@ -285,6 +285,37 @@ fn a_crash_looping_plugin_with_on_failure_shutdown_stops_the_host_with_exit_2() 
 }
 
 #[test]
+fn a_plugin_that_cannot_be_started_again_is_failed_after_its_restarts() {
+    let fixture = one_service(
+        r#"
+shutdown_timeout = "5s"
+
+[supervision]
+restart_backoff_min = "20ms"
+restart_backoff_max = "50ms"
+max_restarts = 2
+"#,
+        "t",
+        r#"{ scenario = "emit", events = [{ name = "x", status = "up", host = "h", port = 1 }] }"#,
+    );
+    let mut host = fixture.start();
+    let first = host.wait_for_start("watcher/t", 1);
+    wait_until("the event", WAIT, || fixture.lines("r.jsonl").len() == 2);
+    // The executable disappears (a botched upgrade), then the plugin dies.
+    std::fs::remove_file(fixture.path().join("plugins/receptor-watcher-t")).unwrap();
+    signal_pid(first, Signal::SIGKILL);
+    wait_until("the plugin to be failed", WAIT, || {
+        host.log().contains("plugin failed for good")
+    });
+    let log = host.log();
+    assert!(log.contains("restart failed"), "{log}");
+    assert_eq!(host.pids_of("watcher/t").len(), 1, "no process could start");
+    assert!(host.is_running(), "isolate keeps the host up");
+    // The reactor is untouched: it still has the watcher's last state.
+    assert_eq!(state_of(&fixture, "r.jsonl"), (up(["x".to_owned()]), 1));
+}
+
+#[test]
 fn garbage_in_a_ring_ends_the_session_and_the_plugin_restarts() {
     let fixture = one_service(
         FAST,
