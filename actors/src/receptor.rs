@@ -84,8 +84,10 @@ pub enum StartupError {
         message: String,
     },
     /// A plugin could not start its endpoints.
-    #[error("plugin type '{plugin_type}': {message}")]
+    #[error("{kind} plugin '{plugin_type}': {message}")]
     Start {
+        /// Watcher or reactor.
+        kind: PluginKind,
         /// The type.
         plugin_type: String,
         /// What failed.
@@ -101,6 +103,30 @@ pub enum StartupError {
         /// The plugin's message (or the host's).
         message: String,
     },
+}
+
+impl StartupError {
+    /// The start-up error of a plugin whose boot failed.
+    fn booting(kind: PluginKind, plugin_type: &str, e: BootError) -> Self {
+        let plugin_type = plugin_type.to_owned();
+        match e {
+            BootError::Launch(message) => StartupError::Launch {
+                kind,
+                plugin_type,
+                message,
+            },
+            BootError::Setup(message) => StartupError::Setup {
+                kind,
+                plugin_type,
+                message,
+            },
+            BootError::Accept { endpoint, message } => StartupError::Accept {
+                endpoint,
+                plugin_type,
+                message,
+            },
+        }
+    }
 }
 
 /// The running host.
@@ -181,39 +207,17 @@ impl Receptor {
             let booted = addr
                 .send(Boot)
                 .await
-                .map_err(|e| BootError::Launch(e.to_string()));
-            match booted.and_then(|r| r) {
-                Ok(()) => {
-                    tracing::info!(plugin = %format!("{kind}/{plugin_type}"), "plugin set up")
-                }
-                Err(BootError::Launch(message)) => {
-                    return Err(StartupError::Launch {
-                        kind: *kind,
-                        plugin_type: plugin_type.clone(),
-                        message,
-                    })
-                }
-                Err(BootError::Setup(message)) => {
-                    return Err(StartupError::Setup {
-                        kind: *kind,
-                        plugin_type: plugin_type.clone(),
-                        message,
-                    })
-                }
-                Err(BootError::Accept { endpoint, message }) => {
-                    return Err(StartupError::Accept {
-                        endpoint,
-                        plugin_type: plugin_type.clone(),
-                        message,
-                    })
-                }
-            }
+                .map_err(|e| BootError::Launch(e.to_string()))
+                .and_then(|r| r);
+            booted.map_err(|e| StartupError::booting(*kind, plugin_type, e))?;
+            tracing::info!(plugin = %format!("{kind}/{plugin_type}"), "plugin set up");
         }
 
-        for kind in [PluginKind::Reactor, PluginKind::Watcher] {
-            for ((_, plugin_type), addr) in &self.plugins {
-                let started = addr.send(StartEndpoints(kind)).await;
+        for endpoints in [PluginKind::Reactor, PluginKind::Watcher] {
+            for ((kind, plugin_type), addr) in &self.plugins {
+                let started = addr.send(StartEndpoints(endpoints)).await;
                 flatten(started).map_err(|message| StartupError::Start {
+                    kind: *kind,
                     plugin_type: plugin_type.clone(),
                     message,
                 })?;

@@ -6,11 +6,10 @@
 //! the process every `ping_interval`, and restarts it when it fails while running: the
 //! process exits or its control connection breaks, an endpoint ends with an error, a
 //! session reads a bad frame or loses its peer, or a ping goes unanswered for
-//! `ping_timeout` (then the process group is
-//! SIGKILLed first). A restart tears the endpoints down (their rings are unlinked), waits
-//! a backoff that doubles with jitter from `restart_backoff_min` to
-//! `restart_backoff_max` (reset after a healthy `restart_window`), and replays the boot
-//! and the starts. A restarted reactor gets the service's full state first (its flusher
+//! `ping_timeout` (then the process group is SIGKILLed first). A restart tears the
+//! endpoints down (their rings are unlinked), waits a backoff that doubles with jitter
+//! from `restart_backoff_min` to `restart_backoff_max` (reset after a healthy
+//! `restart_window`), and replays the boot and the starts. A restarted reactor gets the service's full state first (its flusher
 //! re-attaches to the service), a restarted watcher's nodes stay as they were until it
 //! reports again (its book is kept).
 //!
@@ -28,6 +27,7 @@
 //! restart counts as a failure of the plugin: torn down and booted again, within the
 //! same budget.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -186,6 +186,32 @@ impl PluginProcess {
         }
     }
 
+    /// [`Self::boot_blocking`] on the blocking pool.
+    fn boot(&self) -> impl Future<Output = Result<Booted, BootError>> + 'static {
+        let (spec, global_cfg, instances) = (
+            self.spec.clone(),
+            self.global_cfg.clone(),
+            self.instances.clone(),
+        );
+        let boot = off_arbiter(move || Self::boot_blocking(&spec, &global_cfg, &instances));
+        async move { boot.await.unwrap_or_else(|e| Err(BootError::Launch(e))) }
+    }
+
+    /// `Start` for each of `ids`, on the blocking pool.
+    fn start(
+        conn: Arc<PluginConnection>,
+        ids: Vec<(EndpointName, EndpointId)>,
+    ) -> impl Future<Output = Result<(), String>> + 'static {
+        let start = off_arbiter(move || {
+            for (name, id) in ids {
+                conn.start(id)
+                    .map_err(|e| format!("{name}: cannot start: {e}"))?;
+            }
+            Ok(())
+        });
+        async move { start.await? }
+    }
+
     /// Launch, `Setup`, and an `Accept` with a fresh ring per instance (blocking).
     fn boot_blocking(
         spec: &PluginSpec,
@@ -272,17 +298,6 @@ impl PluginProcess {
         ids
     }
 
-    fn start_blocking(
-        conn: &PluginConnection,
-        ids: &[(EndpointName, EndpointId)],
-    ) -> Result<(), String> {
-        for (name, id) in ids {
-            conn.start(*id)
-                .map_err(|e| format!("{name}: cannot start: {e}"))?;
-        }
-        Ok(())
-    }
-
     /// Something failed while running: tear down and restart, or give up.
     fn fail(&mut self, reason: String, ctx: &mut Context<Self>) {
         match self.phase {
@@ -301,7 +316,7 @@ impl PluginProcess {
         }
         tracing::error!(plugin = %self.name(), "plugin failed: {reason}");
         self.phase = Phase::Restarting;
-        self.tear_down(Duration::ZERO, ctx);
+        self.tear_down();
 
         let now = Instant::now();
         if now.duration_since(self.running_since) >= self.policy.restart_window {
@@ -354,14 +369,20 @@ impl PluginProcess {
         });
     }
 
-    /// Stops the endpoints (their threads end within a wait slice) and the process.
-    fn tear_down(&mut self, grace: Duration, _ctx: &mut Context<Self>) {
+    /// Stops the endpoints (their threads end within a wait slice) and hands over the
+    /// connection, whose process is the caller's to stop.
+    fn release(&mut self) -> Option<Arc<PluginConnection>> {
         self.pending_failure = None;
         for endpoint in self.endpoints.drain(..) {
             endpoint.actor.do_send(StopEndpoint);
         }
-        if let Some(conn) = self.conn.take() {
-            tokio::task::spawn_blocking(move || conn.shutdown(grace));
+        self.conn.take()
+    }
+
+    /// Stops the endpoints and kills the process group, in the background.
+    fn tear_down(&mut self) {
+        if let Some(conn) = self.release() {
+            kill(conn);
         }
     }
 
@@ -369,48 +390,41 @@ impl PluginProcess {
         if self.phase != Phase::Restarting {
             return;
         }
-        let (spec, global_cfg, instances) = (
-            self.spec.clone(),
-            self.global_cfg.clone(),
-            self.instances.clone(),
-        );
-        let boot = async move {
-            tokio::task::spawn_blocking(move || Self::boot_blocking(&spec, &global_cfg, &instances))
-                .await
-                .unwrap_or_else(|e| Err(BootError::Launch(e.to_string())))
-        };
-        ctx.spawn(boot.into_actor(self).then(|booted, act, ctx| {
-            let result = match booted {
+        ctx.spawn(self.boot().into_actor(self).then(|booted, act, ctx| {
+            let start = match booted {
                 Ok(booted) if act.phase == Phase::Restarting => {
                     act.install(booted, ctx);
-                    Ok((act.conn.clone().expect("just installed"), act.start_requests(None)))
+                    let conn = act.conn.clone().expect("just installed");
+                    Some(Self::start(conn, act.start_requests(None)))
                 }
+                // Shut down meanwhile: this incarnation is not wanted.
                 Ok(booted) => {
-                    tokio::task::spawn_blocking(move || booted.conn.shutdown(Duration::ZERO));
-                    Err(None)
+                    kill(booted.conn);
+                    None
                 }
-                Err(e) => Err(Some(e.to_string())),
+                Err(e) => {
+                    act.phase = Phase::Running;
+                    act.fail(format!("restart failed: {e}"), ctx);
+                    None
+                }
             };
             async move {
-                match result {
-                    Ok((conn, ids)) => tokio::task::spawn_blocking(move || Self::start_blocking(&conn, &ids))
-                        .await
-                        .unwrap_or_else(|e| Err(e.to_string()))
-                        .map_err(Some),
-                    Err(e) => Err(e),
+                match start {
+                    Some(start) => Some(start.await),
+                    None => None,
                 }
             }
             .into_actor(act)
             .map(|started, act, ctx| match started {
-                Ok(()) => {
+                Some(Ok(())) => {
                     tracing::info!(plugin = %act.name(), "plugin restarted; its endpoints are running again");
                     act.now_running(ctx);
                 }
-                Err(None) => {}
-                Err(Some(reason)) => {
+                Some(Err(reason)) => {
                     act.phase = Phase::Running;
                     act.fail(format!("restart failed: {reason}"), ctx);
                 }
+                None => {}
             })
         }));
     }
@@ -425,20 +439,30 @@ impl PluginProcess {
         self.ping_in_flight = true;
         let timeout = self.policy.ping_timeout;
         let generation = self.generation;
-        let ping = async move {
-            tokio::task::spawn_blocking(move || conn.ping(timeout).map_err(|e| e.to_string()))
-                .await
-                .unwrap_or_else(|e| Err(e.to_string()))
-        };
+        let ping = off_arbiter(move || conn.ping(timeout).map_err(|e| e.to_string()));
         ctx.spawn(ping.into_actor(self).map(move |answer, act, ctx| {
             act.ping_in_flight = false;
-            if let Err(e) = answer {
+            if let Err(e) = answer.and_then(|a| a) {
                 if act.generation == generation {
                     act.fail(format!("no answer to a ping within {timeout:?}: {e}"), ctx);
                 }
             }
         }));
     }
+}
+
+/// Runs blocking work (the process, the control connection) on tokio's blocking pool,
+/// never on an arbiter thread; a panic in it comes back as an error.
+fn off_arbiter<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> impl Future<Output = Result<T, String>> {
+    let task = tokio::task::spawn_blocking(work);
+    async move { task.await.map_err(|e| e.to_string()) }
+}
+
+/// Kills a plugin's process group and reaps it, in the background.
+fn kill(conn: Arc<PluginConnection>) {
+    tokio::task::spawn_blocking(move || conn.shutdown(Duration::ZERO));
 }
 
 fn round_ms(d: Duration) -> Duration {
@@ -455,8 +479,8 @@ impl Actor for PluginProcess {
         });
     }
 
-    fn stopped(&mut self, ctx: &mut Context<Self>) {
-        self.tear_down(Duration::ZERO, ctx);
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.tear_down();
     }
 }
 
@@ -476,7 +500,7 @@ impl Supervised for PluginProcess {
             }
             Phase::Booting | Phase::Failed | Phase::Stopping => {
                 tracing::warn!(plugin = %self.name(), phase = ?self.phase, "actor restarted: {reason}");
-                self.tear_down(Duration::ZERO, ctx);
+                self.tear_down();
             }
         }
     }
@@ -505,17 +529,7 @@ impl Handler<Boot> for PluginProcess {
     type Result = ResponseActFuture<Self, Result<(), BootError>>;
 
     fn handle(&mut self, _: Boot, _: &mut Context<Self>) -> Self::Result {
-        let (spec, global_cfg, instances) = (
-            self.spec.clone(),
-            self.global_cfg.clone(),
-            self.instances.clone(),
-        );
-        let boot = async move {
-            tokio::task::spawn_blocking(move || Self::boot_blocking(&spec, &global_cfg, &instances))
-                .await
-                .unwrap_or_else(|e| Err(BootError::Launch(e.to_string())))
-        };
-        Box::pin(boot.into_actor(self).map(|booted, act, ctx| {
+        Box::pin(self.boot().into_actor(self).map(|booted, act, ctx| {
             let booted = booted?;
             act.install(booted, ctx);
             Ok(())
@@ -532,17 +546,19 @@ impl Handler<StartEndpoints> for PluginProcess {
     type Result = ResponseActFuture<Self, Result<(), String>>;
 
     fn handle(&mut self, msg: StartEndpoints, _: &mut Context<Self>) -> Self::Result {
-        let conn = self.conn.clone();
-        let ids = self.start_requests(Some(msg.0));
-        let start = async move {
-            let Some(conn) = conn else {
-                return Err("the plugin is not running".to_owned());
-            };
-            tokio::task::spawn_blocking(move || Self::start_blocking(&conn, &ids))
-                .await
-                .unwrap_or_else(|e| Err(e.to_string()))
-        };
-        Box::pin(start.into_actor(self))
+        let start = self
+            .conn
+            .clone()
+            .map(|conn| Self::start(conn, self.start_requests(Some(msg.0))));
+        Box::pin(
+            async move {
+                match start {
+                    Some(start) => start.await,
+                    None => Err("the plugin is not running".to_owned()),
+                }
+            }
+            .into_actor(self),
+        )
     }
 }
 
@@ -583,7 +599,7 @@ impl Handler<CloseEndpoints> for PluginProcess {
             if let Some(conn) = conn {
                 let ids: Vec<(EndpointName, EndpointId)> =
                     closing.iter().map(|e| (e.name.clone(), e.id)).collect();
-                let _ = tokio::task::spawn_blocking(move || {
+                let _ = off_arbiter(move || {
                     for (name, id) in ids {
                         if let Err(e) = conn.close(id) {
                             tracing::debug!(endpoint = %name, "close: {e}");
@@ -612,13 +628,10 @@ impl Handler<StopPlugin> for PluginProcess {
 
     fn handle(&mut self, msg: StopPlugin, _: &mut Context<Self>) -> Self::Result {
         self.phase = Phase::Stopping;
-        for endpoint in self.endpoints.drain(..) {
-            endpoint.actor.do_send(StopEndpoint);
-        }
-        let conn = self.conn.take();
+        let conn = self.release();
         let stop = async move {
             if let Some(conn) = conn {
-                let _ = tokio::task::spawn_blocking(move || conn.shutdown(msg.grace)).await;
+                let _ = off_arbiter(move || conn.shutdown(msg.grace)).await;
             }
         };
         Box::pin(stop.into_actor(self).map(|_, _, ctx| ctx.stop()))
