@@ -44,7 +44,7 @@ pub fn init(format: LogFormat) {
             thread = thread.name().unwrap_or("unnamed"),
             %location,
             "panic: {}",
-            actors::supervise::panic_message_ref(info.payload())
+            ipc::panic::panic_message(info.payload())
         );
     }));
 }

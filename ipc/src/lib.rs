@@ -15,6 +15,7 @@
 //! - [`names`]: the `/dev/shm` naming scheme and `sweep_stale` for names of dead hosts.
 //! - [`ring`]: `ShmRing`, the single-producer single-consumer record ring.
 //! - [`control`]: the control protocol: frames, handshake, requests and both ends.
+//! - [`panic`]: turning a panic at a boundary into an error with its message.
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![warn(missing_docs)]
 
@@ -22,6 +23,7 @@ pub mod codec;
 pub mod control;
 pub mod event;
 pub mod names;
+pub mod panic;
 pub mod ring;
 pub mod semaphore;
 pub mod shm;

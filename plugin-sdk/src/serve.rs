@@ -22,13 +22,13 @@
 //! the plugin's name.
 
 use std::collections::{HashMap, VecDeque};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use ipc::codec;
 use ipc::control::{EndpointId, Notice, Notifier, PluginConnection, RecvError, Request};
 use ipc::event::{Event, Update};
+use ipc::panic::catch_panic;
 use ipc::ring::{RingConsumer, RingError, RingProducer, RingWaker};
 
 use crate::events::{Inbound, Outbound, TrySendError};
@@ -257,21 +257,12 @@ struct Server<S> {
 }
 
 /// The text of a panic's payload.
-fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
-    let text = payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic".to_owned());
-    format!("panicked: {text}")
-}
-
 /// Runs `f`, turning an error or a panic into the text the host shows.
 fn guarded<T>(f: impl FnOnce() -> crate::Result<T>) -> Result<T, String> {
-    match catch_unwind(AssertUnwindSafe(f)) {
+    match catch_panic(f) {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(e)) => Err(e.to_string()),
-        Err(payload) => Err(panic_text(payload)),
+        Err(panic) => Err(format!("panicked: {panic}")),
     }
 }
 

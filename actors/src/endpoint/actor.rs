@@ -16,7 +16,7 @@ use super::session::{
     pump_watcher, run_reactor_flusher, ReactorRing, ServiceCore, SessionEnd, WatcherRing,
 };
 use crate::lookup::PluginKind;
-use crate::supervise::catch_panic;
+use ipc::panic::catch_panic;
 
 /// One watcher or reactor instance of a service.
 pub struct Endpoint {

@@ -39,7 +39,8 @@ use crate::config::{OnFailure, SupervisionPolicy};
 use crate::endpoint::actor::{Endpoint, EndpointEnded, EndpointName, Session, StopEndpoint};
 use crate::endpoint::{rings, ServiceCore, SessionEnd};
 use crate::lookup::PluginKind;
-use crate::supervise::{catch_panic, Backoff, RestartBudget};
+use crate::supervise::{Backoff, RestartBudget};
+use ipc::panic::catch_panic;
 
 /// One instance this plugin serves: what its `Accept` replays.
 #[derive(Clone)]
