@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;
@@ -62,6 +63,24 @@ pub(super) struct RawInstance {
 pub(super) enum RawDuration {
     Text(String),
     Seconds(u64),
+}
+
+impl RawDuration {
+    /// The duration, which must be above zero, or what is wrong with it.
+    pub(super) fn parse(self) -> Result<Duration, String> {
+        let parsed = match self {
+            RawDuration::Seconds(secs) => Duration::from_secs(secs),
+            RawDuration::Text(text) => humantime::parse_duration(text.trim()).map_err(|e| {
+                format!(
+                    "invalid duration '{text}': {e} (write e.g. \"5s\", \"500ms\" or \"1m 30s\")"
+                )
+            })?,
+        };
+        if parsed.is_zero() {
+            return Err("must be greater than zero".into());
+        }
+        Ok(parsed)
+    }
 }
 
 /// Reads, merges and validates the configuration at `path`.

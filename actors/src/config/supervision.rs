@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::load::RawDuration;
 use crate::lookup::PluginKind;
 
 /// What happens when a plugin exhausts its restart budget.
@@ -204,21 +205,13 @@ fn parse_policy(
     policy
 }
 
-/// A duration as a human string (`"5s"`) or a whole number of seconds; above zero.
+/// A duration as `shutdown_timeout` takes it: a human string or whole seconds, above zero.
 fn parse_duration(value: &serde_json::Value) -> Result<Duration, String> {
-    let d = match value {
-        serde_json::Value::String(text) => humantime::parse_duration(text.trim()).map_err(|e| {
-            format!("invalid duration '{text}': {e} (write e.g. \"5s\" or \"500ms\")")
-        })?,
-        serde_json::Value::Number(n) => Duration::from_secs(n.as_u64().ok_or_else(|| {
-            format!("invalid duration {n}: a whole number of seconds or a string")
-        })?),
-        other => return Err(format!("invalid duration {other}: write e.g. \"5s\"")),
-    };
-    if d.is_zero() {
-        return Err("must be greater than zero".into());
-    }
-    Ok(d)
+    serde_json::from_value::<RawDuration>(value.clone())
+        .map_err(|_| {
+            format!("invalid duration {value}: write e.g. \"5s\" or a whole number of seconds")
+        })?
+        .parse()
 }
 
 /// Durations print as humantime strings in `receptor check --print`.

@@ -177,24 +177,9 @@ fn duration(
     origins: &Origins<'_>,
     problems: &mut Vec<Problem>,
 ) -> Option<Duration> {
-    let parsed = match raw {
-        RawDuration::Seconds(secs) => Duration::from_secs(secs),
-        RawDuration::Text(text) => match humantime::parse_duration(text.trim()) {
-            Ok(d) => d,
-            Err(e) => {
-                problems.push(origins.problem(
-                    key,
-                    format!("invalid duration '{text}': {e} (write e.g. \"5s\", \"500ms\" or \"1m 30s\")"),
-                ));
-                return None;
-            }
-        },
-    };
-    if parsed.is_zero() {
-        problems.push(origins.problem(key, "must be greater than zero"));
-        return None;
-    }
-    Some(parsed)
+    raw.parse()
+        .map_err(|message| problems.push(origins.problem(key, message)))
+        .ok()
 }
 
 fn invalid_type_message(plugin_type: &str) -> String {
