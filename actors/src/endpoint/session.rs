@@ -162,7 +162,7 @@ pub fn run_reactor_flusher(
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .insert(reactor.clone(), wake.clone());
-    let (attachment, flush) = core.lock().attach_reactor_as(&reactor, ring);
+    let (attachment, flush) = core.lock().attach_reactor(&reactor, ring);
     let mut pending = flush == Flush::Pending;
     while !stop.load(Ordering::Acquire) {
         if !pending {
@@ -176,7 +176,7 @@ pub fn run_reactor_flusher(
     }
     // After a restart the next session may already be attached under the same name:
     // leave its sink and its wake-up alone.
-    core.lock().detach_reactor_as(&reactor, attachment);
+    core.lock().detach_reactor(&reactor, attachment);
     let mut flushers = core.flushers.lock().unwrap_or_else(PoisonError::into_inner);
     if flushers
         .get(&reactor)

@@ -7,4 +7,4 @@
 
 pub mod state;
 
-pub use state::{Applied, EventSink, Flush, ServiceState, ServiceStats, SinkClosed};
+pub use state::{Applied, Attachment, EventSink, Flush, ServiceState, ServiceStats, SinkClosed};

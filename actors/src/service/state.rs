@@ -50,9 +50,15 @@ pub struct ServiceStats {
 struct ReactorOutput {
     sink: Option<Box<dyn EventSink>>,
     backlog: Backlog,
-    /// Which attachment the sink belongs to (see [`ServiceState::attach_reactor_as`]).
-    attachment: u64,
+    /// Which attachment the sink belongs to.
+    attachment: Attachment,
 }
+
+/// One connection of a reactor's sink, from [`ServiceState::attach_reactor`]: what
+/// [`ServiceState::detach_reactor`] takes, so that a session which ends late (its
+/// plugin was restarted meanwhile) cannot disconnect the session that replaced it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attachment(u64);
 
 /// What [`ServiceState::apply`] did.
 #[derive(Debug, Default)]
@@ -118,14 +124,18 @@ impl ServiceState {
         all
     }
 
+    /// The book of `watcher`, made on its first update.
+    fn book(&mut self, watcher: &str) -> &mut Book {
+        if !self.books.contains_key(watcher) {
+            self.books.insert(watcher.to_owned(), Book::new());
+        }
+        self.books.get_mut(watcher).expect("just made")
+    }
+
     /// Applies a watcher's update and publishes the real changes to every reactor.
     pub fn apply(&mut self, watcher: &str, update: Update) -> Applied {
         self.stats.updates_in += 1;
-        let book = match self.books.get_mut(watcher) {
-            Some(book) => book,
-            None => self.books.entry(watcher.to_owned()).or_default(),
-        };
-        match book.apply(update) {
+        match self.book(watcher).apply(update) {
             Some(changes) => Applied {
                 congested: self.publish(&changes),
                 changes: Some(changes),
@@ -143,40 +153,42 @@ impl ServiceState {
         watcher: &str,
         updates: impl IntoIterator<Item = Update>,
     ) -> Vec<String> {
-        let book = match self.books.get_mut(watcher) {
-            Some(book) => book,
-            None => self.books.entry(watcher.to_owned()).or_default(),
-        };
+        let book = self.book(watcher);
         let mut changes = Vec::new();
         let mut count = 0;
         for update in updates {
             count += 1;
-            if let Some(change) = book.apply(update).filter(|c| !c.is_empty()) {
-                changes.push(change);
-            }
+            changes.extend(book.apply(update));
         }
         self.stats.updates_in += count;
-        if changes.iter().any(|c| c.len() > CHUNK_NODES) {
-            // Rare: big changes go one by one, through the backlog that splits them.
-            let mut congested: Vec<String> = changes.iter().flat_map(|c| self.publish(c)).collect();
-            congested.sort_unstable();
-            congested.dedup();
-            return congested;
-        }
         self.publish_all(&changes)
     }
 
-    /// [`publish`](Self::publish) for many events, each sink taking them as one batch.
+    /// Sends `changes` to every reactor: straight into its sink when its backlog is empty
+    /// and the sink has room, else into its backlog. Returns the reactors that now have
+    /// a backlog (their flushers should be woken).
+    pub fn publish(&mut self, changes: &Event) -> Vec<String> {
+        self.publish_all(std::slice::from_ref(changes))
+    }
+
+    /// [`publish`](Self::publish) for many events in order, each sink taking them as one
+    /// batch: the ring's position is published once, not once per event.
     fn publish_all(&mut self, changes: &[Event]) -> Vec<String> {
+        let changes: Vec<&Event> = changes.iter().filter(|c| !c.is_empty()).collect();
         if changes.is_empty() {
             return Vec::new();
         }
         self.stats.changes_out += changes.len() as u64;
+        // A change too big for one record goes through the backlog, which splits it.
+        let direct = changes.iter().all(|c| c.len() <= CHUNK_NODES);
         self.buf.clear();
         let mut ends = Vec::with_capacity(changes.len());
-        for change in changes {
-            codec::encode_into(change, &mut self.buf, "event").expect("events always encode");
-            ends.push(self.buf.len());
+        if direct {
+            for change in &changes {
+                // Encoding an Event into a Vec cannot fail (no size limit on encode).
+                codec::encode_into(*change, &mut self.buf, "event").expect("events always encode");
+                ends.push(self.buf.len());
+            }
         }
         let mut start = 0;
         let records: Vec<&[u8]> = ends
@@ -189,7 +201,7 @@ impl ServiceState {
             .collect();
         let mut congested = Vec::new();
         for (name, out) in &mut self.reactors {
-            let pushed = match (&mut out.sink, out.backlog.is_empty()) {
+            let pushed = match (&mut out.sink, out.backlog.is_empty() && direct) {
                 (Some(sink), true) => match sink.try_push(&records) {
                     Ok(n) => n,
                     Err(e) => {
@@ -203,46 +215,8 @@ impl ServiceState {
             if pushed < changes.len() {
                 self.stats.deferred += (changes.len() - pushed) as u64;
                 for change in &changes[pushed..] {
-                    out.backlog.push(change.clone());
+                    out.backlog.push((*change).clone());
                 }
-                if out.sink.is_some() {
-                    congested.push(name.clone());
-                }
-            }
-        }
-        congested
-    }
-
-    /// Sends `changes` to every reactor: straight into its sink when its backlog is empty
-    /// and the sink has room, else into its backlog. Returns the reactors that now have
-    /// a backlog (their flushers should be woken).
-    pub fn publish(&mut self, changes: &Event) -> Vec<String> {
-        if changes.is_empty() {
-            return Vec::new();
-        }
-        self.stats.changes_out += 1;
-        self.buf.clear();
-        // Encoding an Event into a Vec cannot fail (no size limit on encode).
-        codec::encode_into(changes, &mut self.buf, "event").expect("events always encode");
-        // A change too big for one record goes through the backlog, which splits it.
-        let direct = changes.len() <= CHUNK_NODES;
-        let mut congested = Vec::new();
-        for (name, out) in &mut self.reactors {
-            let delivered = match (&mut out.sink, out.backlog.is_empty() && direct) {
-                (Some(sink), true) => match sink.try_push(&[&self.buf]) {
-                    Ok(1) => true,
-                    Ok(_) => false,
-                    Err(e) => {
-                        tracing::warn!(service = %self.name, reactor = %name, "{e}; keeping its events until it reconnects");
-                        out.sink = None;
-                        false
-                    }
-                },
-                _ => false,
-            };
-            if !delivered {
-                self.stats.deferred += 1;
-                out.backlog.push(changes.clone());
                 if out.sink.is_some() {
                     congested.push(name.clone());
                 }
@@ -253,16 +227,16 @@ impl ServiceState {
 
     /// Connects (or reconnects) a reactor. A reactor that connects after events have
     /// flowed (a restart) first gets the full current state, then the live stream.
-    pub fn attach_reactor(&mut self, reactor: &str, sink: Box<dyn EventSink>) -> Flush {
-        self.attach_reactor_as(reactor, sink).1
-    }
-
-    /// [`attach_reactor`](Self::attach_reactor), also returning the attachment's number
-    /// for [`detach_reactor_as`](Self::detach_reactor_as).
-    pub fn attach_reactor_as(&mut self, reactor: &str, sink: Box<dyn EventSink>) -> (u64, Flush) {
+    /// Returns the attachment (for [`detach_reactor`](Self::detach_reactor)) and how
+    /// far the first flush got.
+    pub fn attach_reactor(
+        &mut self,
+        reactor: &str,
+        sink: Box<dyn EventSink>,
+    ) -> (Attachment, Flush) {
         let current = self.current();
         self.attachments += 1;
-        let attachment = self.attachments;
+        let attachment = Attachment(self.attachments);
         let out = self
             .reactors
             .entry(reactor.to_owned())
@@ -279,18 +253,9 @@ impl ServiceState {
         (attachment, self.flush_reactor(reactor))
     }
 
-    /// Disconnects a reactor (its process died or it is closing); events for it
-    /// accumulate, coalesced, until it reconnects.
-    pub fn detach_reactor(&mut self, reactor: &str) {
-        if let Some(out) = self.reactors.get_mut(reactor) {
-            out.sink = None;
-        }
-    }
-
-    /// Disconnects a reactor's sink if it is still the one of `attachment`. A session
-    /// that ends late (its plugin was restarted meanwhile) must not disconnect the sink
-    /// of the session that replaced it.
-    pub fn detach_reactor_as(&mut self, reactor: &str, attachment: u64) {
+    /// Disconnects a reactor (its process died or it is closing) if its sink is still
+    /// the one of `attachment`; events for it accumulate, coalesced, until it reconnects.
+    pub fn detach_reactor(&mut self, reactor: &str, attachment: Attachment) {
         if let Some(out) = self.reactors.get_mut(reactor) {
             if out.attachment == attachment {
                 out.sink = None;

@@ -130,7 +130,7 @@ fn flush_waits_while_the_sink_is_full() {
     let mut svc = ServiceState::new("web");
     let sink = VecSink::with_capacity(0);
     assert_eq!(
-        svc.attach_reactor("r", Box::new(sink.clone())),
+        svc.attach_reactor("r", Box::new(sink.clone())).1,
         Flush::Done,
         "nothing to send yet"
     );
@@ -153,7 +153,7 @@ fn a_restarted_reactor_gets_the_full_state_first() {
     svc.apply("w2", up("n3", 3));
     let fresh = VecSink::with_capacity(100);
     assert_eq!(
-        svc.attach_reactor("r", Box::new(fresh.clone())),
+        svc.attach_reactor("r", Box::new(fresh.clone())).1,
         Flush::Done
     );
     svc.apply("w1", up("n4", 4));
@@ -173,12 +173,12 @@ fn a_restarted_reactor_gets_the_full_state_first() {
 fn a_late_detach_of_a_replaced_session_leaves_the_new_one_attached() {
     let mut svc = ServiceState::new("web");
     let old = VecSink::with_capacity(100);
-    let (old_attachment, _) = svc.attach_reactor_as("r", Box::new(old.clone()));
+    let (old_attachment, _) = svc.attach_reactor("r", Box::new(old.clone()));
     let fresh = VecSink::with_capacity(100);
-    let (fresh_attachment, _) = svc.attach_reactor_as("r", Box::new(fresh.clone()));
+    let (fresh_attachment, _) = svc.attach_reactor("r", Box::new(fresh.clone()));
     assert_ne!(old_attachment, fresh_attachment);
     // The old session's thread ends after the new one attached.
-    svc.detach_reactor_as("r", old_attachment);
+    svc.detach_reactor("r", old_attachment);
     svc.apply("w", up("n1", 1));
     assert_eq!(
         view(&fresh.take()),
@@ -186,7 +186,7 @@ fn a_late_detach_of_a_replaced_session_leaves_the_new_one_attached() {
         "the new sink still gets events"
     );
     assert!(old.take().is_empty());
-    svc.detach_reactor_as("r", fresh_attachment);
+    svc.detach_reactor("r", fresh_attachment);
     svc.apply("w", up("n2", 2));
     assert!(fresh.take().is_empty(), "its own detach disconnects it");
 }
@@ -211,8 +211,8 @@ fn a_full_update_reconciles_a_watchers_nodes() {
 fn events_for_a_disconnected_reactor_wait_coalesced() {
     let mut svc = ServiceState::new("web");
     let sink = VecSink::with_capacity(100);
-    svc.attach_reactor("r", Box::new(sink.clone()));
-    svc.detach_reactor("r");
+    let (attachment, _) = svc.attach_reactor("r", Box::new(sink.clone()));
+    svc.detach_reactor("r", attachment);
     let congested = svc.publish(&Event::with_node("x", NodeStatus::Up, "h", 1));
     assert!(
         congested.is_empty(),
