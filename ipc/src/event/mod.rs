@@ -122,17 +122,22 @@ impl fmt::Display for NodeInfo {
 ///
 /// Most events name one node, so an event keeps its nodes in a sorted vector (one small
 /// allocation), and switches to a B-tree when a node must go into the middle of a vector
-/// of [`SMALL_EVENT`] or more (a backlog that coalesced thousands of nodes); nodes that
-/// arrive in name order are appended, however many. Both keep name order; equality is by content. The
-/// B-tree is a set of nodes ordered by name, so a node's name is stored once, not
-/// copied into a separate key.
+/// of `SMALL_EVENT` or more (a backlog that coalesced thousands of nodes); nodes that
+/// arrive in name order are appended, however many. Both keep name order; equality is
+/// by content. The B-tree is a set of nodes ordered by name, so a node's name is stored
+/// once, not copied into a separate key.
 #[derive(Clone)]
 pub struct Event {
     nodes: Nodes,
 }
 
 /// The most nodes a vector-form event takes insertions into its middle.
-pub const SMALL_EVENT: usize = 16;
+const SMALL_EVENT: usize = 16;
+
+/// Where `name` is, or would go, in a vector of nodes sorted by name.
+fn position(list: &[NodeInfo], name: &str) -> Result<usize, usize> {
+    list.binary_search_by(|n| n.name.as_str().cmp(name))
+}
 
 #[derive(Clone)]
 enum Nodes {
@@ -233,7 +238,7 @@ impl Event {
                     list.push(node);
                     return None;
                 }
-                match list.binary_search_by(|n| n.name.as_str().cmp(node.name.as_str())) {
+                match position(list, &node.name) {
                     Ok(i) => return Some(std::mem::replace(&mut list[i], node)),
                     Err(i) if list.len() < SMALL_EVENT => list.insert(i, node),
                     Err(_) => {
@@ -286,10 +291,7 @@ impl Event {
     /// The entry for a node name, if the event has one.
     pub fn get(&self, name: &str) -> Option<&NodeInfo> {
         match &self.nodes {
-            Nodes::Small(list) => list
-                .binary_search_by(|n| n.name.as_str().cmp(name))
-                .ok()
-                .map(|i| &list[i]),
+            Nodes::Small(list) => position(list, name).ok().map(|i| &list[i]),
             Nodes::Large(set) => set.get(name).map(|k| &k.0),
         }
     }
@@ -297,10 +299,7 @@ impl Event {
     /// Removes and returns the entry for a node name.
     pub fn remove(&mut self, name: &str) -> Option<NodeInfo> {
         match &mut self.nodes {
-            Nodes::Small(list) => list
-                .binary_search_by(|n| n.name.as_str().cmp(name))
-                .ok()
-                .map(|i| list.remove(i)),
+            Nodes::Small(list) => position(list, name).ok().map(|i| list.remove(i)),
             Nodes::Large(set) => set.take(name).map(|k| k.0),
         }
     }
