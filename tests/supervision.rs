@@ -315,27 +315,39 @@ max_restarts = 2
     assert_eq!(state_of(&fixture, "r.jsonl"), (up(["x".to_owned()]), 1));
 }
 
-#[test]
-fn garbage_in_a_ring_ends_the_session_and_the_plugin_restarts() {
+/// Runs a watcher that misbehaves (`fault_once`) in its first incarnation and reports
+/// node `f` in the next; returns, once `f` arrived, the fixture, the host (declared in
+/// that order, so the host stops before its directory goes) and the failure's log line.
+fn a_faulty_watcher_restarts(fault: &str, message: &str) -> (Fixture, common::Host, String) {
     let fixture = one_service(
         FAST,
         "t",
-        r#"{ scenario = "garbage", once = "garbage.done", events = [{ name = "g", status = "up", host = "h", port = 1 }] }"#,
+        &format!(
+            r#"{{ scenario = "emit", fault_once = "{fault}", once = "fault.once", message = "{message}", events = [{{ name = "f", status = "up", host = "h", port = 1 }}] }}"#
+        ),
     );
-    let mut host = fixture.start();
+    let host = fixture.start();
     host.wait_for_start("watcher/t", 2);
     wait_until("events from the restarted watcher", WAIT, || {
-        state_of(&fixture, "r.jsonl").0 == up(["g".to_owned()])
+        state_of(&fixture, "r.jsonl").0 == up(["f".to_owned()])
     });
-    let log = host.log();
-    let failure = log
+    let failure = host
+        .log()
         .lines()
         .find(|l| l.contains("plugin failed"))
-        .expect("the failure is logged");
+        .expect("the failure is logged")
+        .to_owned();
+    (fixture, host, failure)
+}
+
+#[test]
+fn garbage_in_a_ring_ends_the_session_and_the_plugin_restarts() {
+    let (_fixture, mut host, failure) = a_faulty_watcher_restarts("garbage", "");
     assert!(
         failure.contains("service 's' watcher 'w'") && failure.contains("bad watcher update frame"),
         "the log line names the session and the frame: {failure}"
     );
+    let log = host.log();
     assert!(
         !log.contains("panicked") && !log.contains("\"panic: "),
         "{log}"
@@ -345,21 +357,7 @@ fn garbage_in_a_ring_ends_the_session_and_the_plugin_restarts() {
 
 #[test]
 fn an_endpoint_that_fails_restarts_its_plugin() {
-    let fixture = one_service(
-        FAST,
-        "t",
-        r#"{ scenario = "fail-once", once = "failed.once", message = "lost my registry", events = [{ name = "f", status = "up", host = "h", port = 1 }] }"#,
-    );
-    let host = fixture.start();
-    host.wait_for_start("watcher/t", 2);
-    wait_until("events from the restarted watcher", WAIT, || {
-        state_of(&fixture, "r.jsonl").0 == up(["f".to_owned()])
-    });
-    let log = host.log();
-    let failure = log
-        .lines()
-        .find(|l| l.contains("plugin failed"))
-        .expect("the failure is logged");
+    let (_fixture, _host, failure) = a_faulty_watcher_restarts("error", "lost my registry");
     assert!(failure.contains("lost my registry"), "{failure}");
 }
 

@@ -9,18 +9,17 @@
 //! - `emit`: sends `events` (a list of `{name, status, host, port}`) one by one, then
 //!   waits for close. With `child_pid_file`, it first starts a child process (`sleep`)
 //!   and writes its pid there, for tests of what happens to a plugin's own children.
+//!   With `fault_once` and `once` (a file), the first incarnation (the one that finds no
+//!   `once` file; it creates it) misbehaves instead of sending: `garbage` writes
+//!   `message` (or a fixed junk) into its ring as a raw record, bypassing the encoder;
+//!   `error` returns the error `message` from `handle`.
 //! - `count`: sends `count` one-node events, each naming a node not seen before
 //!   (`<prefix>-<i>`), as fast as it can, then waits for close.
 //!
 //! - `mirror`: polls `file` (a JSON list of nodes, all up) every 20 ms and sends it with
 //!   `send_full` whenever it changed, as a watcher of a real registry would; the first
 //!   poll after a start always sends.
-//! - `garbage`: when the file `once` does not exist yet, creates it and writes `message`
-//!   (or a fixed junk) into its ring as a raw record, bypassing the encoder; otherwise it
-//!   behaves as `emit`.
 //! - `exit`: exits the whole process with status 3 `after_ms` (default 50) after starting.
-//! - `fail-once`: when the file `once` does not exist yet, creates it and returns the
-//!   error `message` from `handle`; otherwise it behaves as `emit`.
 //!
 //! Reactor scenarios (instance `cfg`):
 //! - `record`: appends every node event it receives to `file` as a JSON line; with
@@ -69,6 +68,7 @@ struct Scenario {
     after_ms: Option<u64>,
     mark: bool,
     child_pid_file: Option<PathBuf>,
+    fault_once: Option<String>,
 }
 
 fn scenario(cfg: &Config) -> plugin_sdk::Result<Scenario> {
@@ -95,17 +95,45 @@ impl Watcher for TestWatcher {
     fn accept(&mut self, cfg: Config) -> plugin_sdk::Result<WatcherEndpoint> {
         let s = scenario(&cfg)?;
         match s.scenario.as_str() {
-            "emit" => Ok(watcher_endpoint(move |events, close| {
-                if let Some(file) = &s.child_pid_file {
-                    let child = std::process::Command::new("sleep").arg("600").spawn()?;
-                    std::fs::write(file, child.id().to_string())?;
-                }
-                for node in s.events {
-                    events.send_node(node)?;
-                }
-                close.wait();
-                Ok(())
-            })),
+            "emit" => {
+                let fault = match (s.fault_once.as_deref(), &s.once) {
+                    (None, _) => None,
+                    (Some(fault @ ("garbage" | "error")), Some(once)) => {
+                        Some((fault.to_owned(), once.clone()))
+                    }
+                    (Some("garbage" | "error"), None) => {
+                        return Err("once: required with fault_once".into())
+                    }
+                    (Some(other), _) => return Err(format!("unknown fault_once '{other}'").into()),
+                };
+                Ok(watcher_endpoint(move |events, close| {
+                    if let Some(file) = &s.child_pid_file {
+                        let child = std::process::Command::new("sleep").arg("600").spawn()?;
+                        std::fs::write(file, child.id().to_string())?;
+                    }
+                    if let Some((fault, once)) = fault.filter(|(_, once)| !once.exists()) {
+                        std::fs::write(&once, b"")?;
+                        if fault == "error" {
+                            return Err(s.message.into());
+                        }
+                        let junk = if s.message.is_empty() {
+                            vec![0xff; 40]
+                        } else {
+                            s.message.into_bytes()
+                        };
+                        while !events.send_raw_record(&junk)? {
+                            close.wait_timeout(Duration::from_millis(1));
+                        }
+                        close.wait();
+                        return Ok(());
+                    }
+                    for node in s.events {
+                        events.send_node(node)?;
+                    }
+                    close.wait();
+                    Ok(())
+                }))
+            }
             "count" => Ok(watcher_endpoint(move |events, close| {
                 let prefix = if s.prefix.is_empty() {
                     "node"
@@ -137,42 +165,6 @@ impl Watcher for TestWatcher {
                             return Ok(());
                         }
                     }
-                }))
-            }
-            "garbage" => {
-                let once = s.once.clone().ok_or("once: required for garbage")?;
-                let junk = if s.message.is_empty() {
-                    vec![0xff; 40]
-                } else {
-                    s.message.clone().into_bytes()
-                };
-                Ok(watcher_endpoint(move |events, close| {
-                    if !once.exists() {
-                        std::fs::write(&once, b"")?;
-                        while !events.send_raw_record(&junk)? {
-                            close.wait_timeout(Duration::from_millis(1));
-                        }
-                    } else {
-                        for node in s.events {
-                            events.send_node(node)?;
-                        }
-                    }
-                    close.wait();
-                    Ok(())
-                }))
-            }
-            "fail-once" => {
-                let once = s.once.clone().ok_or("once: required for fail-once")?;
-                Ok(watcher_endpoint(move |events, close| {
-                    if !once.exists() {
-                        std::fs::write(&once, b"")?;
-                        return Err(s.message.clone().into());
-                    }
-                    for node in s.events {
-                        events.send_node(node)?;
-                    }
-                    close.wait();
-                    Ok(())
                 }))
             }
             "exit" => {
