@@ -15,10 +15,10 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::{test_plugin, Guard};
+use support::{test_plugin, BenchHost, Guard};
 
 const RESULT_WAIT: Duration = Duration::from_secs(180);
 
@@ -55,11 +55,6 @@ fn result(path: &Path, what: &str) -> Outcome {
 
 /// Through the host: `receptor run` with the test plugin as watcher and reactor.
 fn through_host(plugin: &Path, count: u64, rate: u64) -> Outcome {
-    let dir = tempfile::tempdir().unwrap();
-    let plugins = dir.path().join("plugins");
-    std::fs::create_dir_all(&plugins).unwrap();
-    std::fs::copy(plugin, plugins.join("receptor-watcher-gen")).unwrap();
-    std::fs::copy(plugin, plugins.join("receptor-reactor-tally")).unwrap();
     let config = format!(
         r#"
 [services.bench.watchers.gen]
@@ -71,16 +66,12 @@ type = "tally"
 cfg = {{ scenario = "count", expect = {count}, result = "result.json", file = "count.txt" }}
 "#
     );
-    std::fs::write(dir.path().join("Receptor.toml"), config).unwrap();
-    let host = Command::new(env!("CARGO_BIN_EXE_receptor"))
-        .args(["run", "-c", "Receptor.toml"])
-        .current_dir(dir.path())
-        .env("RECEPTOR_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start receptor");
-    let _host = Guard(Some(host));
-    result(&dir.path().join("result.json"), "through the host")
+    let host = BenchHost::start(
+        plugin,
+        &["receptor-watcher-gen", "receptor-reactor-tally"],
+        &config,
+    );
+    result(&host.path().join("result.json"), "through the host")
 }
 
 /// The baseline: the same processes, one socket, no host.

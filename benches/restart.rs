@@ -17,10 +17,9 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{test_plugin, Guard};
+use support::{host_log, test_plugin, BenchHost};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -37,21 +36,6 @@ fn seen(file: &Path, needle: &str) -> Instant {
         }
         std::thread::sleep(Duration::from_micros(500));
     }
-}
-
-/// The newest pid of plugin `name` in the host's JSON log.
-fn newest_pid(log: &Path, name: &str) -> Option<i32> {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .rev()
-        .filter(|l| l.contains("plugin process connected"))
-        .filter_map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).ok()?;
-            (v["fields"]["plugin"].as_str() == Some(name))
-                .then(|| v["fields"]["pid"].as_i64().map(|p| p as i32))?
-        })
-        .next()
 }
 
 /// Replaces the mirrored file with nodes `names` (atomically).
@@ -80,14 +64,9 @@ fn main() {
     }
     let quick = std::env::var("RECEPTOR_BENCH_QUICK").is_ok_and(|v| v == "1");
     let rounds = if quick { 2 } else { 8 };
-    let plugin = test_plugin();
-    let dir = tempfile::tempdir().unwrap();
-    let plugins = dir.path().join("plugins");
-    std::fs::create_dir_all(&plugins).unwrap();
-    std::fs::copy(&plugin, plugins.join("receptor-watcher-mirror")).unwrap();
-    std::fs::copy(&plugin, plugins.join("receptor-reactor-record")).unwrap();
-    std::fs::write(
-        dir.path().join("Receptor.toml"),
+    let host = BenchHost::start(
+        &test_plugin(),
+        &["receptor-watcher-mirror", "receptor-reactor-record"],
         r#"
 [supervision]
 restart_window = "1s"
@@ -100,21 +79,11 @@ cfg = { scenario = "mirror", file = "source.json" }
 type = "record"
 cfg = { scenario = "record", file = "record.jsonl" }
 "#,
-    )
-    .unwrap();
+    );
+    let dir = host.path();
     let mut names = vec!["start".to_owned()];
-    publish(dir.path(), &names);
-    let log = dir.path().join("host.log");
-    let host = Command::new(env!("CARGO_BIN_EXE_receptor"))
-        .args(["--log-format", "json", "run", "-c", "Receptor.toml"])
-        .current_dir(dir.path())
-        .env("RECEPTOR_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("start receptor");
-    let _host = Guard(Some(host));
-    let record = dir.path().join("record.jsonl");
+    publish(dir, &names);
+    let record = dir.join("record.jsonl");
     seen(&record, "\"start\"");
 
     let mut flow = Vec::new();
@@ -128,19 +97,20 @@ cfg = { scenario = "record", file = "record.jsonl" }
             let flowing = format!("flow-{round}-{t}");
             names.push(flowing.clone());
             let sent = Instant::now();
-            publish(dir.path(), &names);
+            publish(dir, &names);
             flow.push(ms(seen(&record, &format!("\"{flowing}\"")) - sent));
 
-            let pid = newest_pid(&log, target).expect("the plugin's pid in the log");
+            let pids = host_log::pids_of(&host.log(), target);
+            let pid = *pids.last().expect("the plugin's pid in the log");
             let after = format!("after-{round}-{t}");
             names.push(after.clone());
             let killed = Instant::now();
             nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
+                nix::unistd::Pid::from_raw(pid as i32),
                 nix::sys::signal::Signal::SIGKILL,
             )
             .expect("kill the plugin");
-            publish(dir.path(), &names);
+            publish(dir, &names);
             restart[t].push(ms(seen(&record, &format!("\"{after}\"")) - killed));
         }
     }

@@ -1,10 +1,14 @@
-//! What the benches that span processes share: the test plugin, built in release, and a
-//! guard that stops and reaps a child whatever happens.
+//! What the benches that span processes share: the test plugin, built in release, a
+//! guard that stops and reaps a child whatever happens, and a `receptor run` host in a
+//! directory of its own.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+#[path = "../../tests/common/host_log.rs"]
+pub mod host_log;
 
 /// A child process, stopped (SIGTERM, then SIGKILL) and reaped whatever happens.
 pub struct Guard(pub Option<Child>);
@@ -33,4 +37,58 @@ pub fn test_plugin() -> PathBuf {
         .expect("run cargo build");
     assert!(status.success(), "cannot build the test plugin");
     PathBuf::from(env!("CARGO_BIN_EXE_receptor")).with_file_name("receptor-test-plugin")
+}
+
+/// A `receptor run` host in a temporary directory: `Receptor.toml`, the test plugin
+/// installed in `plugins/` under the names given, the host's JSON log in `host.log`
+/// (printed if the bench fails). Stopped, and the directory removed, when dropped.
+pub struct BenchHost {
+    // Declared first: the host stops before its directory goes.
+    host: Guard,
+    dir: tempfile::TempDir,
+}
+
+impl BenchHost {
+    /// Starts a host on `config` with `plugin` installed as each of `names`
+    /// (`receptor-watcher-<type>`, `receptor-reactor-<type>`).
+    pub fn start(plugin: &Path, names: &[&str], config: &str) -> BenchHost {
+        let dir = tempfile::tempdir().unwrap();
+        let plugins = dir.path().join("plugins");
+        std::fs::create_dir_all(&plugins).unwrap();
+        for name in names {
+            std::fs::copy(plugin, plugins.join(name)).unwrap();
+        }
+        std::fs::write(dir.path().join("Receptor.toml"), config).unwrap();
+        let log = std::fs::File::create(dir.path().join("host.log")).unwrap();
+        let host = Command::new(env!("CARGO_BIN_EXE_receptor"))
+            .args(["--log-format", "json", "run", "-c", "Receptor.toml"])
+            .current_dir(dir.path())
+            .env("RECEPTOR_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start receptor");
+        BenchHost {
+            host: Guard(Some(host)),
+            dir,
+        }
+    }
+
+    /// The host's directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The host's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.path().join("host.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for BenchHost {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- the host's log ---\n{}", self.log());
+        }
+    }
 }

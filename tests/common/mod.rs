@@ -2,6 +2,8 @@
 //! `receptor` host that is always stopped, loopback HTTP, and bounded waits.
 #![allow(dead_code)]
 
+mod host_log;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -154,27 +156,15 @@ impl Host {
 
     /// The pids of the plugin processes the host reported starting.
     pub fn plugin_pids(&self) -> Vec<u32> {
-        self.log()
-            .lines()
-            .filter(|l| l.contains("plugin process connected"))
-            .filter_map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).ok()?;
-                v["fields"]["pid"].as_u64().map(|p| p as u32)
-            })
+        host_log::plugin_starts(&self.log())
+            .into_iter()
+            .map(|(_, pid)| pid)
             .collect()
     }
 
     /// The pids of plugin `name` (`kind/type`), one per start, oldest first.
     pub fn pids_of(&self, name: &str) -> Vec<u32> {
-        self.log()
-            .lines()
-            .filter(|l| l.contains("plugin process connected"))
-            .filter_map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).ok()?;
-                (v["fields"]["plugin"].as_str() == Some(name))
-                    .then(|| v["fields"]["pid"].as_u64().map(|p| p as u32))?
-            })
-            .collect()
+        host_log::pids_of(&self.log(), name)
     }
 
     /// Waits until plugin `name` has been started `n` times; returns its newest pid.
