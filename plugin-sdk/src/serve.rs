@@ -44,25 +44,6 @@ const ORPHAN_GRACE: Duration = Duration::from_millis(300);
 /// How often the process checks that its parent, the host, is still the one that
 /// started it.
 const PARENT_CHECK: Duration = Duration::from_millis(100);
-
-/// Exits the process once its parent changed (the host died), after giving the control
-/// loop `ORPHAN_GRACE` to close the endpoints itself.
-fn watch_parent() {
-    let parent = std::os::unix::process::parent_id();
-    let spawned = std::thread::Builder::new()
-        .name("receptor-parent".into())
-        .spawn(move || loop {
-            std::thread::sleep(PARENT_CHECK);
-            if std::os::unix::process::parent_id() != parent {
-                tracing::error!("the Receptor host (pid {parent}) is gone; exiting");
-                std::thread::sleep(ORPHAN_GRACE);
-                std::process::exit(0);
-            }
-        });
-    if let Err(e) = spawned {
-        tracing::warn!("cannot watch the host process: {e}");
-    }
-}
 /// How long a returning watcher endpoint may take to hand over its backlog.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -349,6 +330,25 @@ fn init_logging() {
         .with_target(false)
         .with_ansi(false)
         .try_init();
+}
+
+/// Exits the process once its parent changed (the host died), after giving the control
+/// loop `ORPHAN_GRACE` to close the endpoints itself.
+fn watch_parent() {
+    let parent = std::os::unix::process::parent_id();
+    let spawned = std::thread::Builder::new()
+        .name("receptor-parent".into())
+        .spawn(move || loop {
+            std::thread::sleep(PARENT_CHECK);
+            if std::os::unix::process::parent_id() != parent {
+                tracing::error!("the Receptor host (pid {parent}) is gone; exiting");
+                std::thread::sleep(ORPHAN_GRACE);
+                std::process::exit(0);
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("cannot watch the host process: {e}");
+    }
 }
 
 fn serve<S: Served>(plugin: S) -> ! {
