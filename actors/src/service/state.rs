@@ -168,13 +168,16 @@ impl ServiceState {
     /// and the sink has room, else into its backlog. Returns the reactors that now have
     /// a backlog (their flushers should be woken).
     pub fn publish(&mut self, changes: &Event) -> Vec<String> {
+        if changes.is_empty() {
+            return Vec::new();
+        }
         self.publish_all(std::slice::from_ref(changes))
     }
 
     /// [`publish`](Self::publish) for many events in order, each sink taking them as one
-    /// batch: the ring's position is published once, not once per event.
+    /// batch: the ring's position is published once, not once per event. The events are
+    /// real changes, none empty (what a book returns).
     fn publish_all(&mut self, changes: &[Event]) -> Vec<String> {
-        let changes: Vec<&Event> = changes.iter().filter(|c| !c.is_empty()).collect();
         if changes.is_empty() {
             return Vec::new();
         }
@@ -184,9 +187,9 @@ impl ServiceState {
         self.buf.clear();
         let mut ends = Vec::with_capacity(changes.len());
         if direct {
-            for change in &changes {
+            for change in changes {
                 // Encoding an Event into a Vec cannot fail (no size limit on encode).
-                codec::encode_into(*change, &mut self.buf, "event").expect("events always encode");
+                codec::encode_into(change, &mut self.buf, "event").expect("events always encode");
                 ends.push(self.buf.len());
             }
         }
@@ -215,7 +218,7 @@ impl ServiceState {
             if pushed < changes.len() {
                 self.stats.deferred += (changes.len() - pushed) as u64;
                 for change in &changes[pushed..] {
-                    out.backlog.push((*change).clone());
+                    out.backlog.push(change.clone());
                 }
                 if out.sink.is_some() {
                     congested.push(name.clone());
