@@ -14,9 +14,11 @@
 //!   length, its name's length and name, then the address part (`host`, `port`, `meta`)
 //!   encoded with bincode; about 24 bytes for a short name and host, no allocation of
 //!   its own;
-//! - a hash table of 12-byte slots (32 bits of the name's hash, chunk, offset) finds an
-//!   entry by name. The slot keeps the hash, so growing the table never reads the
-//!   entries again (with millions of them, every read was a cache miss);
+//! - an open-addressed table of 12-byte slots (32 bits of the name's hash, chunk,
+//!   offset; see `slots`) finds an entry by name. The slot keeps the hash, so growing
+//!   the table never reads the entries again (with millions of them, every read was a
+//!   cache miss), and the pump can [`Book::prefetch`] the slot of a record it will
+//!   apply next;
 //! - an entry replaced or removed leaves garbage in its chunk; when garbage outweighs
 //!   the live entries the arena is rewritten, so memory stays within twice the live
 //!   size at an amortised constant cost per change.
@@ -26,29 +28,19 @@ use std::hash::BuildHasher;
 
 use bincode::config::{self, Configuration};
 use foldhash::fast::RandomState;
-use hashbrown::hash_table::{Entry as Probe, HashTable};
 
+use super::slots::{Found, Slot, Slots};
+use super::wire::{first_name, varint, WireIncremental};
 use super::{Event, NodeInfo, NodeStatus};
 
 /// The encoding of an entry's address part (standard bincode, as on the wire).
 const ENTRY_CONFIG: Configuration = config::standard();
 
+/// How many nodes ahead of the one it applies [`Book::apply_encoded`] prefetches.
+const PREFETCH_AHEAD: usize = 8;
+
 /// The usual size of an arena chunk (an entry larger than this gets a chunk of its own).
 const CHUNK: usize = 1 << 20;
-
-/// Where an entry lives, with 32 bits of its name's hash.
-#[derive(Debug, Clone, Copy)]
-struct Slot {
-    hash: u32,
-    chunk: u32,
-    offset: u32,
-}
-
-/// The table's 64-bit hash from the 32 bits a slot keeps: hashbrown picks the bucket
-/// from the low bits and a 7-bit tag from the top ones, so both must vary.
-fn spread(hash: u32) -> u64 {
-    u64::from(hash).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-}
 
 /// The entries, back to back in chunks.
 #[derive(Debug, Clone, Default)]
@@ -63,19 +55,45 @@ struct Arena {
 impl Arena {
     /// Appends an entry (length prefix included); returns where it went.
     fn push(&mut self, entry: &[u8]) -> (u32, u32) {
+        let (chunk, bytes) = self.room(entry.len());
+        let offset = bytes.len();
+        bytes.extend_from_slice(entry);
+        (chunk, offset as u32)
+    }
+
+    /// Writes the entry of the node `name` at the encoded `address` (see the module
+    /// docs) straight into the arena; returns where it went.
+    fn push_entry(&mut self, name: &[u8], address: &[u8]) -> (u32, u32) {
+        let short = u8::try_from(name.len()).ok().filter(|&len| len < u8::MAX);
+        let len = if short.is_some() { 1 } else { 5 } + name.len() + address.len();
+        let (chunk, bytes) = self.room(4 + len);
+        let offset = bytes.len();
+        bytes.extend_from_slice(&(len as u32).to_le_bytes());
+        match short {
+            Some(short) => bytes.push(short),
+            None => {
+                bytes.push(u8::MAX);
+                bytes.extend_from_slice(&(name.len() as u32).to_le_bytes());
+            }
+        }
+        bytes.extend_from_slice(name);
+        bytes.extend_from_slice(address);
+        (chunk, offset as u32)
+    }
+
+    /// The chunk to append an entry of `len` bytes to (a new one when the last is
+    /// full), counted as live.
+    fn room(&mut self, len: usize) -> (u32, &mut Vec<u8>) {
         let fits = self
             .chunks
             .last()
-            .is_some_and(|c| c.capacity() - c.len() >= entry.len());
+            .is_some_and(|c| c.capacity() - c.len() >= len);
         if !fits {
-            self.chunks.push(Vec::with_capacity(entry.len().max(CHUNK)));
+            self.chunks.push(Vec::with_capacity(len.max(CHUNK)));
         }
+        self.live += len;
         let chunk = self.chunks.len() - 1;
-        let bytes = &mut self.chunks[chunk];
-        let offset = bytes.len();
-        bytes.extend_from_slice(entry);
-        self.live += entry.len();
-        (chunk as u32, offset as u32)
+        (chunk as u32, &mut self.chunks[chunk])
     }
 
     /// The whole entry at `slot`, length prefix included.
@@ -139,23 +157,6 @@ fn encode_address(node: &NodeInfo, out: &mut Vec<u8>) {
     let _ = bincode::encode_into_std_write(address, out, ENTRY_CONFIG);
 }
 
-/// Writes the entry of a node whose address part is `address` into `out`.
-fn encode_entry(name: &[u8], address: &[u8], out: &mut Vec<u8>) {
-    out.clear();
-    out.extend_from_slice(&[0; 4]);
-    match u8::try_from(name.len()) {
-        Ok(len) if len < u8::MAX => out.push(len),
-        _ => {
-            out.push(u8::MAX);
-            out.extend_from_slice(&(name.len() as u32).to_le_bytes());
-        }
-    }
-    out.extend_from_slice(name);
-    out.extend_from_slice(address);
-    let len = (out.len() - 4) as u32;
-    out[..4].copy_from_slice(&len.to_le_bytes());
-}
-
 /// The up nodes of one watcher, and the filter that turns its reports into real changes.
 ///
 /// Names are hashed with foldhash (randomly seeded per book): the book is on every
@@ -163,13 +164,11 @@ fn encode_entry(name: &[u8], address: &[u8], out: &mut Vec<u8>) {
 /// docs for the layout.
 #[derive(Clone, Default)]
 pub struct Book {
-    table: HashTable<Slot>,
+    table: Slots,
     arena: Arena,
     hasher: RandomState,
     /// The address part of the node at hand.
     address: Vec<u8>,
-    /// The entry being written.
-    entry: Vec<u8>,
 }
 
 impl std::fmt::Debug for Book {
@@ -187,41 +186,65 @@ impl Book {
     }
 
     fn hash(&self, name: &[u8]) -> u32 {
-        self.hasher.hash_one(name) as u32
+        Slots::stored(self.hasher.hash_one(name))
+    }
+
+    /// Starts loading the table slot where the first node of an encoded update would
+    /// be, so that applying it later finds the slot in the cache: the pump calls this
+    /// a few records ahead of the one it applies (a fresh node's slot is a cache miss
+    /// otherwise, most of the cost of a large book).
+    pub fn prefetch(&self, record: &[u8]) {
+        if let Some(name) = first_name(record) {
+            self.prefetch_name(name);
+        }
+    }
+
+    fn prefetch_name(&self, name: &[u8]) {
+        if let Some(slot) = self.table.home_slot(self.hash(name)) {
+            crate::sys::prefetch(slot);
+        }
     }
 
     /// Records `node` as up; `false` when it already was, with the same address and tags.
     fn set_up(&mut self, node: &NodeInfo) -> bool {
-        let name = node.name.as_bytes();
+        let mut address = std::mem::take(&mut self.address);
+        address.clear();
+        encode_address(node, &mut address);
+        let changed = self.set_up_encoded(node.name.as_bytes(), &address);
+        self.address = address;
+        changed
+    }
+
+    /// Records the node `name` as up at the encoded `address`; `false` when it already
+    /// was, with the same address and tags.
+    fn set_up_encoded(&mut self, name: &[u8], address: &[u8]) -> bool {
         let hash = self.hash(name);
-        self.address.clear();
-        encode_address(node, &mut self.address);
         let arena = &self.arena;
-        let probe = self.table.entry(
-            spread(hash),
-            |s| s.hash == hash && arena.name(s) == name,
-            |s| spread(s.hash),
-        );
-        match probe {
-            Probe::Occupied(mut known) => {
-                if self.arena.parts(known.get()).1 == self.address.as_slice() {
+        match self
+            .table
+            .find_or_make_room(hash, |s| arena.name(s) == name)
+        {
+            Found::At(i) => {
+                let known = *self.table.get_mut(i);
+                if self.arena.parts(&known).1 == address {
                     return false;
                 }
-                self.arena.discard(known.get());
-                encode_entry(name, &self.address, &mut self.entry);
-                let (chunk, offset) = self.arena.push(&self.entry);
-                let slot = known.get_mut();
+                self.arena.discard(&known);
+                let (chunk, offset) = self.arena.push_entry(name, address);
+                let slot = self.table.get_mut(i);
                 slot.chunk = chunk;
                 slot.offset = offset;
             }
-            Probe::Vacant(vacant) => {
-                encode_entry(name, &self.address, &mut self.entry);
-                let (chunk, offset) = self.arena.push(&self.entry);
-                vacant.insert(Slot {
-                    hash,
-                    chunk,
-                    offset,
-                });
+            Found::Vacant(i) => {
+                let (chunk, offset) = self.arena.push_entry(name, address);
+                self.table.insert_at(
+                    i,
+                    Slot {
+                        hash,
+                        chunk,
+                        offset,
+                    },
+                );
             }
         }
         self.compact_if_wasteful();
@@ -233,17 +256,14 @@ impl Book {
         let name = name.as_bytes();
         let hash = self.hash(name);
         let arena = &self.arena;
-        match self
-            .table
-            .find_entry(spread(hash), |s| s.hash == hash && arena.name(s) == name)
-        {
-            Ok(known) => {
-                let (slot, _) = known.remove();
+        match self.table.find(hash, |s| arena.name(s) == name) {
+            Some(i) => {
+                let slot = self.table.remove_at(i);
                 self.arena.discard(&slot);
                 self.compact_if_wasteful();
                 true
             }
-            Err(_) => false,
+            None => false,
         }
     }
 
@@ -279,6 +299,48 @@ impl Book {
             }
         }
         (!changes.is_empty()).then_some(changes)
+    }
+
+    /// Applies an encoded update in place, without decoding it, when it is an
+    /// incremental one in canonical form (see [`super::wire`]), and appends the
+    /// encoding of the event of its real changes to `out` (nothing when there are
+    /// none). `None` when the record is not in that form: decode it and [`apply`] it.
+    ///
+    /// The changes are the changed nodes' own bytes behind their count: when every
+    /// node is a change, the record's event byte for byte.
+    ///
+    /// [`apply`]: Book::apply
+    pub fn apply_encoded(&mut self, record: &[u8], out: &mut Vec<u8>) -> Option<()> {
+        let update = WireIncremental::parse(record)?;
+        // The changed nodes go to `out` as they are found; their count goes in front
+        // of them at the end (a short move of a few bytes).
+        let start = out.len();
+        let mut changes = 0u64;
+        // Within a record of many nodes (a watcher's backlog goes over in records of
+        // a thousand), the slots of the nodes a few places ahead are prefetched.
+        let mut ahead = update.nodes().skip(PREFETCH_AHEAD);
+        for node in update.nodes() {
+            if let Some(later) = ahead.next() {
+                self.prefetch_name(later.name.as_bytes());
+            }
+            let change = if node.up {
+                self.set_up_encoded(node.name.as_bytes(), node.address)
+            } else {
+                self.set_down(node.name)
+            };
+            if change {
+                out.extend_from_slice(node.bytes);
+                changes += 1;
+            }
+        }
+        if changes > 0 {
+            let (count, n) = varint(changes);
+            let end = out.len();
+            out.extend_from_slice(&count[..n]);
+            out.copy_within(start..end, start + n);
+            out[start..start + n].copy_from_slice(&count[..n]);
+        }
+        Some(())
     }
 
     /// Applies a full list (every node up now) and returns the changes it implies.
@@ -329,9 +391,7 @@ impl Book {
         let name = name.as_bytes();
         let hash = self.hash(name);
         self.table
-            .find(spread(hash), |s| {
-                s.hash == hash && self.arena.name(s) == name
-            })
+            .find(hash, |s| self.arena.name(s) == name)
             .is_some()
     }
 
@@ -342,7 +402,7 @@ impl Book {
 
     /// Whether no node is up.
     pub fn is_empty(&self) -> bool {
-        self.table.is_empty()
+        self.table.len() == 0
     }
 }
 

@@ -23,7 +23,9 @@
 mod backlog;
 mod book;
 mod broadcast;
+mod slots;
 mod update;
+pub mod wire;
 
 pub use backlog::{coalesce, Backlog};
 pub use book::Book;

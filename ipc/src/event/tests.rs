@@ -479,6 +479,32 @@ proptest! {
         prop_assert_eq!(merged_book.full(), one_by_one.full());
     }
 
+    /// A book fed encoded updates in place finds exactly the changes, and ends in exactly
+    /// the state, of a book fed the decoded updates (full lists go the decoded way).
+    #[test]
+    fn encoded_updates_change_a_book_as_decoded_ones_do(
+        updates in prop::collection::vec((prop::bool::weighted(0.1), arb_event()), 0..30),
+    ) {
+        let mut decoded = Book::new();
+        let mut encoded = Book::new();
+        for (full, ev) in updates {
+            let update = if full { Update::Full(ev) } else { Update::Incremental(ev) };
+            let record = crate::codec::encode(&update, "update").unwrap();
+            let expected = decoded.apply(update.clone());
+            let mut out = Vec::new();
+            let got = match encoded.apply_encoded(&record, &mut out) {
+                Some(()) => (!out.is_empty())
+                    .then(|| crate::codec::decode::<Event>(&out, "changes").unwrap()),
+                None => {
+                    prop_assert!(update.is_full(), "our encoder writes canonical updates");
+                    encoded.apply(update)
+                }
+            };
+            prop_assert_eq!(got, expected);
+            prop_assert_eq!(encoded.full(), decoded.full());
+        }
+    }
+
     /// Events survive the wire unchanged.
     #[test]
     fn event_encoding_round_trips(ev in arb_event()) {

@@ -11,6 +11,7 @@
 //!   `sem_open`, closed exactly once.
 //! - [`process`]: what runs between `fork` and `exec` in a child.
 //! - [`alloc::Counting`]: forwards every call to the wrapped allocator unchanged.
+//! - [`prefetch`]: a cache hint, which reads nothing the program sees.
 
 pub mod alloc;
 pub mod process;
@@ -42,4 +43,19 @@ pub fn process_alive(pid: u32) -> bool {
             .is_none_or(|state| state != "Z" && state != "X"),
         Err(_) => true,
     }
+}
+
+/// Asks the CPU to start loading the cache line of `value`, without waiting for it: a
+/// hint, with no effect on what the program computes (nothing on other targets).
+#[inline]
+pub fn prefetch<T>(value: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `_mm_prefetch` needs SSE, which every x86_64 CPU has; a prefetch never
+    // faults and changes no memory, and the pointer comes from a live reference anyway.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>((value as *const T).cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = value;
 }
