@@ -4,7 +4,9 @@
 //! Both sit on a transport (the shared-memory ring to the host, or an in-process channel
 //! in [`crate::testing`]). The sender never blocks its watcher: when the transport is
 //! full, updates wait in a coalescing backlog (latest per node wins, a full list replaces
-//! what came before it) and a flusher thread hands them over as space frees. The receiver
+//! what came before it) and a flusher thread hands them over as space frees. Changes
+//! wait in a [`Pending`] log (cheap to add to, handed over as ready-made records); a
+//! full list waits as a whole, with the changes after it folded in. The receiver
 //! blocks until events arrive, the host closes the endpoint, or the stream ends.
 
 use std::collections::VecDeque;
@@ -14,6 +16,7 @@ use std::time::{Duration, Instant};
 use ipc::event::{Event, NodeInfo, Update};
 use thiserror::Error;
 
+use crate::pending::Pending;
 use crate::Close;
 
 /// The event stream is over: the host closed the endpoint or went away.
@@ -39,6 +42,10 @@ pub(crate) enum TrySendError {
 pub(crate) trait Outbound: Send + 'static {
     /// Hands one update over without waiting.
     fn try_send(&mut self, update: &Update) -> Result<(), TrySendError>;
+
+    /// Hands over as many of `records` (encoded updates, in order) as fit now; returns
+    /// how many went.
+    fn try_send_records(&mut self, records: &[Vec<u8>]) -> Result<usize, TrySendError>;
 
     /// Hands one record over as it is, without encoding (fault-injection tests only).
     /// `Ok(false)`: no room now.
@@ -83,7 +90,10 @@ struct SenderShared {
 
 struct SenderState {
     outbound: Box<dyn Outbound>,
-    backlog: Option<Update>,
+    /// Changes waiting for room (none while `full` waits).
+    pending: Pending,
+    /// A full list waiting for room, with the changes after it folded in.
+    full: Option<Update>,
     closed: Option<String>,
     flusher_running: bool,
     /// Set when the endpoint is done: the flusher stops once the backlog is empty.
@@ -96,7 +106,8 @@ impl EventSender {
             shared: Arc::new(SenderShared {
                 state: Mutex::new(SenderState {
                     outbound,
-                    backlog: None,
+                    pending: Pending::new(),
+                    full: None,
                     closed: None,
                     flusher_running: false,
                     stopping: false,
@@ -139,14 +150,14 @@ impl EventSender {
                 reason: reason.clone(),
             });
         }
-        if let Some(backlog) = &mut state.backlog {
-            backlog.merge(update);
+        if state.is_backlogged() {
+            state.defer(update);
             return Ok(());
         }
         match state.outbound.try_send(&update) {
             Ok(()) => Ok(()),
             Err(e @ (TrySendError::Full | TrySendError::Partial(_))) => {
-                state.backlog = Some(match e {
+                state.defer(match e {
                     TrySendError::Partial(rest) => rest,
                     _ => update,
                 });
@@ -178,12 +189,12 @@ impl EventSender {
             {
                 let mut state = self.lock();
                 loop {
-                    if state.closed.is_some() || (state.backlog.is_none() && state.stopping) {
+                    if state.closed.is_some() || (!state.is_backlogged() && state.stopping) {
                         state.flusher_running = false;
                         self.shared.changed.notify_all();
                         return;
                     }
-                    if state.backlog.is_some() {
+                    if state.is_backlogged() {
                         break;
                     }
                     state = self
@@ -192,33 +203,13 @@ impl EventSender {
                         .wait(state)
                         .unwrap_or_else(PoisonError::into_inner);
                 }
-                let update = match state.backlog.take().expect("checked above") {
-                    // A large backlog of changes goes over a piece at a time, so that a
-                    // full ring never costs more than re-queueing one piece.
-                    Update::Incremental(mut changes) if changes.len() > FLUSH_PIECE => {
-                        let piece = changes.split_first(FLUSH_PIECE);
-                        state.backlog = Some(Update::Incremental(changes));
-                        Update::Incremental(piece)
-                    }
-                    whole => whole,
-                };
-                match state.outbound.try_send(&update) {
-                    Ok(()) => {
+                match state.hand_over() {
+                    Ok(true) => {
                         self.shared.changed.notify_all();
                         continue;
                     }
-                    Err(e @ (TrySendError::Full | TrySendError::Partial(_))) => {
-                        // Anything submitted meanwhile is newer and must win.
-                        let mut restored = match e {
-                            TrySendError::Partial(rest) => rest,
-                            _ => update,
-                        };
-                        if let Some(newer) = state.backlog.take() {
-                            restored.merge(newer);
-                        }
-                        state.backlog = Some(restored);
-                    }
-                    Err(TrySendError::Closed(reason)) => {
+                    Ok(false) => {}
+                    Err(reason) => {
                         state.closed = Some(reason);
                         continue;
                     }
@@ -253,7 +244,7 @@ impl EventSender {
         let mut state = self.lock();
         state.stopping = true;
         self.shared.changed.notify_all();
-        while state.backlog.is_some() && state.closed.is_none() {
+        while state.is_backlogged() && state.closed.is_none() {
             let now = Instant::now();
             if now >= deadline {
                 return false;
@@ -265,12 +256,61 @@ impl EventSender {
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
-        state.backlog.is_none()
+        !state.is_backlogged()
     }
 
     /// Whether updates are waiting for room in the transport.
     pub fn is_congested(&self) -> bool {
-        self.lock().backlog.is_some()
+        self.lock().is_backlogged()
+    }
+}
+
+impl SenderState {
+    /// Whether anything waits for room in the transport.
+    fn is_backlogged(&self) -> bool {
+        self.full.is_some() || !self.pending.is_empty()
+    }
+
+    /// Puts an update that cannot go now into the backlog, where the latest change of
+    /// each node wins and a full list replaces everything before it.
+    fn defer(&mut self, update: Update) {
+        match (&mut self.full, update) {
+            (Some(full), later) => full.merge(later),
+            (None, full @ Update::Full(_)) => {
+                self.pending.clear();
+                self.full = Some(full);
+            }
+            (None, Update::Incremental(changes)) => self.pending.push_event(&changes),
+        }
+    }
+
+    /// Hands over what the transport takes now: the waiting full list, or a piece of
+    /// the pending changes. `Ok(true)` when something went, `Ok(false)` when the
+    /// transport is still full, `Err` when the stream is over.
+    fn hand_over(&mut self) -> Result<bool, String> {
+        if let Some(full) = self.full.take() {
+            return match self.outbound.try_send(&full) {
+                Ok(()) => Ok(true),
+                Err(TrySendError::Full) => {
+                    self.full = Some(full);
+                    Ok(false)
+                }
+                Err(TrySendError::Partial(rest)) => {
+                    self.defer(rest);
+                    Ok(true)
+                }
+                Err(TrySendError::Closed(reason)) => Err(reason),
+            };
+        }
+        let piece = self.pending.piece(FLUSH_PIECE);
+        match self.outbound.try_send_records(&piece.records) {
+            Ok(went) => {
+                self.pending.consume(&piece, went);
+                Ok(went > 0)
+            }
+            Err(TrySendError::Closed(reason)) => Err(reason),
+            Err(_) => Ok(false),
+        }
     }
 }
 
@@ -370,5 +410,88 @@ impl Iterator for EventReceiver {
     /// Blocks for the next event; ends when the endpoint is closed or the stream ends.
     fn next(&mut self) -> Option<Event> {
         self.recv()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use ipc::event::{Book, NodeStatus};
+
+    use super::*;
+
+    /// A transport with room for as many updates as the test allows, keeping them.
+    #[derive(Clone, Default)]
+    struct Gate {
+        room: Arc<AtomicUsize>,
+        taken: Arc<Mutex<Vec<Update>>>,
+    }
+
+    impl Outbound for Gate {
+        fn try_send(&mut self, update: &Update) -> Result<(), TrySendError> {
+            let room = self.room.load(Ordering::SeqCst);
+            if room == 0 {
+                return Err(TrySendError::Full);
+            }
+            self.room.store(room - 1, Ordering::SeqCst);
+            self.taken.lock().unwrap().push(update.clone());
+            Ok(())
+        }
+
+        fn try_send_records(&mut self, records: &[Vec<u8>]) -> Result<usize, TrySendError> {
+            for (went, record) in records.iter().enumerate() {
+                let update: Update = ipc::codec::decode(record, "update").unwrap();
+                if self.try_send(&update).is_err() {
+                    return Ok(went);
+                }
+            }
+            Ok(records.len())
+        }
+
+        fn space_waiter(&self) -> Box<dyn Fn(Duration) + Send + Sync> {
+            Box::new(|timeout| std::thread::sleep(timeout.min(Duration::from_millis(1))))
+        }
+    }
+
+    fn node(i: u32, port: u16, up: bool) -> NodeInfo {
+        let status = if up { NodeStatus::Up } else { NodeStatus::Down };
+        NodeInfo::new(format!("n{}", i % 50), status, "10.0.0.1", port)
+    }
+
+    #[test]
+    fn a_congested_sender_hands_over_the_latest_state_of_every_node() {
+        let gate = Gate::default();
+        let sender = EventSender::new(Box::new(gate.clone()));
+        let mut truth = Book::new();
+        // A pseudo-random mix of changes and, now and then, a full list; the transport
+        // opens a little at times.
+        let mut x: u32 = 12345;
+        for step in 0..3000u32 {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            let update = if step % 500 == 499 {
+                Update::Full((0..20).map(|i| node(i * 3 + x % 3, 1, true)).collect())
+            } else {
+                Update::Incremental(
+                    std::iter::once(node(x >> 8, (x % 7) as u16, !x.is_multiple_of(5))).collect(),
+                )
+            };
+            truth.apply(update.clone());
+            match update {
+                Update::Full(list) => sender.send_full(list).unwrap(),
+                Update::Incremental(ev) => sender.send(ev).unwrap(),
+            }
+            if step % 97 == 0 {
+                gate.room.fetch_add(3, Ordering::SeqCst);
+            }
+        }
+        assert!(sender.is_congested(), "the test must congest the sender");
+        gate.room.store(usize::MAX / 2, Ordering::SeqCst);
+        assert!(sender.flush(Duration::from_secs(10)), "the backlog drains");
+        let mut seen = Book::new();
+        for update in gate.taken.lock().unwrap().drain(..) {
+            seen.apply(update);
+        }
+        assert_eq!(seen.full(), truth.full());
     }
 }

@@ -52,6 +52,7 @@
 mod close;
 mod config;
 mod events;
+mod pending;
 mod plugin;
 mod serve;
 pub mod testing;

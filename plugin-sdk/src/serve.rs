@@ -173,6 +173,16 @@ impl Outbound for RingOutbound {
         }
     }
 
+    fn try_send_records(&mut self, records: &[Vec<u8>]) -> Result<usize, TrySendError> {
+        match self.producer.try_push_batch(records) {
+            Ok(went) => Ok(went),
+            Err(RingError::Closed) => {
+                Err(TrySendError::Closed("the host closed the endpoint".into()))
+            }
+            Err(e) => Err(TrySendError::Closed(e.to_string())),
+        }
+    }
+
     fn try_send_raw(&mut self, record: &[u8]) -> Result<bool, TrySendError> {
         self.producer
             .try_push(record)
