@@ -49,6 +49,14 @@ pub struct TestHooks {
 
 /// Runs the services of `config` until a signal or a failure.
 pub fn run(config: Config, launcher: Launcher, hooks: TestHooks) -> Result<(), HostError> {
+    // Transparent huge pages off for the host (and the plugins it starts, which inherit
+    // the flag): a book growing by millions of nodes touches fresh memory all the time,
+    // and zeroing it 2 MiB at a time on first touch stalled the pump (in the
+    // `end_to_end` bench the host spent half its time there), as databases that keep
+    // big hash tables (Redis, MongoDB) also find.
+    if let Err(e) = nix::sys::prctl::set_thp_disable(true) {
+        tracing::debug!("cannot turn transparent huge pages off: {e}");
+    }
     let system = actix::System::new();
     let result = system.block_on(async move {
         let mut terminate = signal(SignalKind::terminate())

@@ -2,7 +2,8 @@
 //!
 //! These run beside the actors, never on an arbiter: a wait on a ring is a blocking
 //! wait. The pump drains a watcher's ring in batches, takes the service lock once per
-//! batch, and applies every update (book, fan-out into the reactor rings). An event thus
+//! batch, and applies every update (book, fan-out into the reactor rings), most of them
+//! without decoding: the changes go out as the bytes the watcher wrote. An event thus
 //! crosses from a watcher's ring into the reactors' rings on one thread, with no actor
 //! mailbox and no hand-off in between: one wake-up on the host side, one in the reactor.
 //! A reactor's flusher sleeps until that reactor's ring was found full, then hands its
@@ -12,10 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use ipc::codec;
-use ipc::event::Update;
-
-use crate::service::{EventSink, Flush, ServiceState};
+use crate::service::{EventSink, Flush, Records, ServiceState};
 
 /// How long one wait on a ring lasts before the stop flag is checked again.
 pub const WAIT_SLICE: Duration = Duration::from_millis(100);
@@ -118,27 +116,21 @@ pub fn pump_watcher(
     watcher: String,
     stop: Arc<AtomicBool>,
 ) -> SessionEnd {
-    let mut updates: Vec<Update> = Vec::with_capacity(256);
-    let mut bad_frame: Option<String> = None;
+    // The ring lends its records only during a drain, and the service lock is not held
+    // while a drain waits: the batch is collected, then applied under one lock.
+    let mut batch = Records::new();
     loop {
         if stop.load(Ordering::Acquire) {
             return SessionEnd::Stopped;
         }
-        let drained = ring.drain(WAIT_SLICE, &mut |record| {
-            if bad_frame.is_some() {
-                return;
+        batch.clear();
+        let drained = ring.drain(WAIT_SLICE, &mut |record| batch.push(record));
+        if !batch.is_empty() {
+            let applied = core.lock().apply_records(&watcher, batch.iter());
+            core.wake_flushers(&applied.congested);
+            if let Some(e) = applied.bad_frame {
+                return SessionEnd::Failed(e.to_string());
             }
-            match codec::decode::<Update>(record, "watcher update") {
-                Ok(update) => updates.push(update),
-                Err(e) => bad_frame = Some(e.to_string()),
-            }
-        });
-        if !updates.is_empty() {
-            let congested = core.lock().apply_batch(&watcher, updates.drain(..));
-            core.wake_flushers(&congested);
-        }
-        if let Some(e) = bad_frame.take() {
-            return SessionEnd::Failed(e);
         }
         if let Err(end) = drained {
             return end;

@@ -1,9 +1,12 @@
 //! The state of one service, and the hot path through it.
 //!
 //! Every watcher instance has a [`Book`]; every update it sends goes through that book,
-//! and the real changes go to every reactor instance of the service. Each reactor has an
+//! and the real changes go to every reactor instance of the service. An incremental
+//! update is read where it lies, never decoded: the book compares the nodes' encoded
+//! addresses, and the changes go out as the very bytes the watcher sent (see
+//! [`ipc::event::wire`]); only full lists and updates in another encoding are decoded. Each reactor has an
 //! [`EventSink`] (its shared-memory ring) and a [`Backlog`]: while the sink has room, a
-//! change is encoded once and pushed to every sink; when a sink is full, changes for that
+//! change is encoded once (or not at all) and pushed to every sink; when a sink is full, changes for that
 //! reactor coalesce in its backlog (latest per node wins) until its flusher hands them
 //! over. A slow reactor thus never slows the watchers or the other reactors, and the
 //! memory it costs is bounded by the number of nodes.
@@ -13,13 +16,24 @@
 
 use std::collections::BTreeMap;
 
-use ipc::codec;
+use ipc::codec::{self, DecodeFrameError};
 use ipc::event::{Backlog, Book, Event, Update};
+
+use super::Records;
 
 /// The most nodes one record to a reactor carries: a bigger backlog (a reactor that
 /// fell far behind, or the full state of a large service) goes over in several records,
 /// each well under the ring's record limit.
 pub const CHUNK_NODES: usize = 1024;
+
+/// How many records ahead of the one it applies a pump prefetches the book's slot:
+/// enough to overlap a few cache misses, few enough that the lines are still there.
+const PREFETCH_AHEAD: usize = 8;
+
+/// The largest change that goes straight into a reactor's ring as one record (a
+/// quarter of the ring's default record limit); a larger one goes through the backlog,
+/// which hands it over in pieces of [`CHUNK_NODES`].
+pub const DIRECT_RECORD_BYTES: usize = 64 << 10;
 
 /// Where a reactor's events go: the producer side of its ring.
 pub trait EventSink: Send {
@@ -69,6 +83,15 @@ pub struct Applied {
     pub congested: Vec<String>,
 }
 
+/// What [`ServiceState::apply_records`] did.
+#[derive(Debug, Default)]
+pub struct BatchApplied {
+    /// Reactors whose sink was full: their flushers should be woken.
+    pub congested: Vec<String>,
+    /// The first record that did not decode; the records after it were not applied.
+    pub bad_frame: Option<DecodeFrameError>,
+}
+
 /// What [`ServiceState::flush_reactor`] achieved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Flush {
@@ -87,6 +110,8 @@ pub struct ServiceState {
     reactors: BTreeMap<String, ReactorOutput>,
     stats: ServiceStats,
     buf: Vec<u8>,
+    /// The encoded changes being published (kept for its memory).
+    changes: Records,
     /// The last attachment number handed out.
     attachments: u64,
 }
@@ -100,6 +125,7 @@ impl ServiceState {
             reactors: BTreeMap::new(),
             stats: ServiceStats::default(),
             buf: Vec::with_capacity(256),
+            changes: Records::new(),
             attachments: 0,
         }
     }
@@ -144,24 +170,58 @@ impl ServiceState {
         }
     }
 
-    /// Applies a batch of a watcher's updates (all a pump drained at once) and publishes
-    /// the real changes, in order, pushing them into each reactor's sink as one batch:
-    /// the ring's position is published once per batch, not once per event. Returns the
-    /// reactors that now have a backlog.
-    pub fn apply_batch(
-        &mut self,
-        watcher: &str,
-        updates: impl IntoIterator<Item = Update>,
-    ) -> Vec<String> {
+    /// Applies a batch of a watcher's encoded updates (all a pump drained at once) and
+    /// publishes the real changes, in order, pushing them into each reactor's sink as
+    /// one batch: the ring's position is published once per batch, not once per event.
+    ///
+    /// Incremental updates in canonical form are applied where they lie (see the module
+    /// docs); the others are decoded. A record that does not decode ends the batch: the
+    /// records before it are applied and published, and the error is returned.
+    pub fn apply_records<'a, I>(&mut self, watcher: &str, records: I) -> BatchApplied
+    where
+        I: IntoIterator<Item = &'a [u8]>,
+        I::IntoIter: Clone,
+    {
+        let mut changes = std::mem::take(&mut self.changes);
+        changes.clear();
+        let mut bad_frame = None;
         let book = self.book(watcher);
-        let mut changes = Vec::new();
         let mut count = 0;
-        for update in updates {
+        let records = records.into_iter();
+        // The book's slot for a record is prefetched this many records ahead.
+        let mut ahead = records.clone().skip(PREFETCH_AHEAD);
+        for record in records.clone().take(PREFETCH_AHEAD) {
+            book.prefetch(record);
+        }
+        for record in records {
+            if let Some(later) = ahead.next() {
+                book.prefetch(later);
+            }
             count += 1;
-            changes.extend(book.apply(update));
+            changes.write_with(|out| {
+                if book.apply_encoded(record, out).is_some() {
+                    return;
+                }
+                match codec::decode::<Update>(record, "watcher update") {
+                    Ok(update) => {
+                        if let Some(change) = book.apply(update) {
+                            encode_event(&change, out);
+                        }
+                    }
+                    Err(e) => bad_frame = Some(e),
+                }
+            });
+            if bad_frame.is_some() {
+                break;
+            }
         }
         self.stats.updates_in += count;
-        self.publish_all(&changes)
+        let congested = self.publish_records(&changes);
+        self.changes = changes;
+        BatchApplied {
+            congested,
+            bad_frame,
+        }
     }
 
     /// Sends `changes` to every reactor: straight into its sink when its backlog is empty
@@ -171,37 +231,25 @@ impl ServiceState {
         if changes.is_empty() {
             return Vec::new();
         }
-        self.publish_all(std::slice::from_ref(changes))
+        let mut records = std::mem::take(&mut self.changes);
+        records.clear();
+        records.write_with(|out| encode_event(changes, out));
+        let congested = self.publish_records(&records);
+        self.changes = records;
+        congested
     }
 
-    /// [`publish`](Self::publish) for many events in order, each sink taking them as one
-    /// batch: the ring's position is published once, not once per event. The events are
-    /// real changes, none empty (what a book returns).
-    fn publish_all(&mut self, changes: &[Event]) -> Vec<String> {
+    /// [`publish`](Self::publish) for many encoded events in order, each sink taking
+    /// them as one batch: the ring's position is published once, not once per event.
+    /// The events are real changes, none empty.
+    fn publish_records(&mut self, changes: &Records) -> Vec<String> {
         if changes.is_empty() {
             return Vec::new();
         }
         self.stats.changes_out += changes.len() as u64;
         // A change too big for one record goes through the backlog, which splits it.
-        let direct = changes.iter().all(|c| c.len() <= CHUNK_NODES);
-        self.buf.clear();
-        let mut ends = Vec::with_capacity(changes.len());
-        if direct {
-            for change in changes {
-                // Encoding an Event into a Vec cannot fail (no size limit on encode).
-                codec::encode_into(change, &mut self.buf, "event").expect("events always encode");
-                ends.push(self.buf.len());
-            }
-        }
-        let mut start = 0;
-        let records: Vec<&[u8]> = ends
-            .iter()
-            .map(|&end| {
-                let record = &self.buf[start..end];
-                start = end;
-                record
-            })
-            .collect();
+        let direct = changes.iter().all(|c| c.len() <= DIRECT_RECORD_BYTES);
+        let records: Vec<&[u8]> = changes.iter().collect();
         let mut congested = Vec::new();
         for (name, out) in &mut self.reactors {
             let pushed = match (&mut out.sink, out.backlog.is_empty() && direct) {
@@ -215,10 +263,17 @@ impl ServiceState {
                 },
                 _ => 0,
             };
-            if pushed < changes.len() {
-                self.stats.deferred += (changes.len() - pushed) as u64;
-                for change in &changes[pushed..] {
-                    out.backlog.push(change.clone());
+            if pushed < records.len() {
+                self.stats.deferred += (records.len() - pushed) as u64;
+                for record in &records[pushed..] {
+                    // These bytes were encoded here or read as canonical, so they
+                    // decode; should one not, it is logged and skipped.
+                    match codec::decode::<Event>(record, "change") {
+                        Ok(change) => out.backlog.push(change),
+                        Err(e) => {
+                            tracing::error!(service = %self.name, reactor = %name, "dropping a change: {e}")
+                        }
+                    }
                 }
                 if out.sink.is_some() {
                     congested.push(name.clone());
@@ -287,7 +342,7 @@ impl ServiceState {
         while !rest.is_empty() {
             let piece = rest.split_first(CHUNK_NODES);
             self.buf.clear();
-            codec::encode_into(&piece, &mut self.buf, "event").expect("events always encode");
+            encode_event(&piece, &mut self.buf);
             match sink.try_push(&[&self.buf]) {
                 Ok(1) => continue,
                 Ok(_) => flush = Flush::Pending,
@@ -335,6 +390,12 @@ impl ServiceState {
     pub fn remove_watcher(&mut self, watcher: &str) {
         self.books.remove(watcher);
     }
+}
+
+/// Appends the encoding of `event` to `out`.
+fn encode_event(event: &Event, out: &mut Vec<u8>) {
+    // Encoding an Event into a Vec cannot fail (no size limit on encode).
+    let _ = codec::encode_into(event, out, "event");
 }
 
 #[cfg(test)]

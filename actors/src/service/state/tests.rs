@@ -221,3 +221,60 @@ fn events_for_a_disconnected_reactor_wait_coalesced() {
     assert_eq!(svc.flush_reactor("r"), Flush::Disconnected);
     assert!(sink.take().is_empty());
 }
+
+#[test]
+fn encoded_updates_of_every_form_reach_reactors_as_decoded_ones_would() {
+    let mut svc = ServiceState::new("web");
+    let (fast, slow) = (VecSink::with_capacity(1000), VecSink::with_capacity(2));
+    svc.attach_reactor("fast", Box::new(fast.clone()));
+    svc.attach_reactor("slow", Box::new(slow.clone()));
+    let mut truth = Book::new();
+    let encode = |u: &Update| codec::encode(u, "update").unwrap();
+    let mut records = Vec::new();
+    // Canonical incremental updates (read in place), partly repeating themselves.
+    for i in 0..30u16 {
+        records.push(encode(&up(&format!("n{}", i % 12), i / 12)));
+    }
+    records.push(encode(&down("n3")));
+    // A full list (decoded).
+    let list: Event = (5..9u16)
+        .map(|i| NodeInfo::new(format!("n{i}"), NodeStatus::Up, "10.0.0.1", 7))
+        .collect();
+    records.push(encode(&Update::Full(list)));
+    // Names out of order, as another encoder might write them (decoded).
+    let mut unsorted = vec![0u8, 2];
+    for name in ["zz", "aa"] {
+        let node = NodeInfo::new(name, NodeStatus::Up, "10.0.0.9", 1);
+        unsorted.extend(codec::encode(&node, "node").unwrap());
+    }
+    records.push(unsorted);
+    for record in &records {
+        truth.apply(codec::decode(record, "update").unwrap());
+    }
+    let applied = svc.apply_records("w", records.iter().map(Vec::as_slice));
+    assert!(applied.bad_frame.is_none());
+    assert_eq!(applied.congested, ["slow"]);
+    assert_eq!(svc.stats().updates_in, records.len() as u64);
+    assert_eq!(view(&fast.take()), truth.full());
+    assert_eq!(svc.current(), truth.full());
+    let mut got = slow.take();
+    while svc.flush_reactor("slow") != Flush::Done {
+        got.extend(slow.take());
+    }
+    got.extend(slow.take());
+    assert_eq!(
+        view(&got),
+        truth.full(),
+        "the slow reactor's backlog, decoded"
+    );
+
+    // A bad record ends the batch: what came before it is applied, not what follows.
+    let batch = [encode(&up("m1", 1)), vec![9, 9, 9], encode(&up("m2", 1))];
+    let applied = svc.apply_records("w", batch.iter().map(Vec::as_slice));
+    let error = applied.bad_frame.expect("a bad frame").to_string();
+    assert!(error.contains("watcher update"), "{error}");
+    let seen = fast.take();
+    assert_eq!(seen.len(), 1);
+    assert!(seen[0].get("m1").is_some());
+    assert!(svc.current().get("m2").is_none());
+}
