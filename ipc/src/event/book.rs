@@ -252,8 +252,7 @@ impl Book {
     }
 
     /// Removes a node; `false` when it was not up.
-    fn set_down(&mut self, name: &str) -> bool {
-        let name = name.as_bytes();
+    fn set_down(&mut self, name: &[u8]) -> bool {
         let hash = self.hash(name);
         let arena = &self.arena;
         match self.table.find(hash, |s| arena.name(s) == name) {
@@ -292,7 +291,7 @@ impl Book {
             let changed = if node.is_up() {
                 self.set_up(&node)
             } else {
-                self.set_down(&node.name)
+                self.set_down(node.name.as_bytes())
             };
             if changed {
                 changes.add_node(node);
@@ -321,10 +320,10 @@ impl Book {
         let mut ahead = update.nodes().skip(PREFETCH_AHEAD);
         for node in update.nodes() {
             if let Some(later) = ahead.next() {
-                self.prefetch_name(later.name.as_bytes());
+                self.prefetch_name(later.name);
             }
             let change = if node.up {
-                self.set_up_encoded(node.name.as_bytes(), node.address)
+                self.set_up_encoded(node.name, node.address)
             } else {
                 self.set_down(node.name)
             };

@@ -36,8 +36,8 @@ const DOWN: u8 = 1;
 /// One node of an encoded event, borrowed from the record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WireNode<'a> {
-    /// The node's name.
-    pub name: &'a str,
+    /// The node's name (checked to be UTF-8).
+    pub name: &'a [u8],
     /// Whether the node is reported up.
     pub up: bool,
     /// The encoded address part: host, port and meta, as a book stores it.
@@ -68,7 +68,7 @@ impl<'a> WireIncremental<'a> {
         let mut cursor = Cursor::new(event);
         let count = usize::try_from(cursor.varint()?).ok()?;
         let first = cursor.pos;
-        let mut previous: Option<&str> = None;
+        let mut previous: Option<&[u8]> = None;
         for _ in 0..count {
             let node = cursor.node()?;
             if previous.is_some_and(|p| p >= node.name) {
@@ -231,9 +231,12 @@ impl<'a> Cursor<'a> {
         (value >= min).then_some(value)
     }
 
-    fn str(&mut self) -> Option<&'a str> {
+    /// A string's bytes, checked to be UTF-8 (ASCII, the common case, checked first:
+    /// a good deal cheaper for the short strings of a node).
+    fn str(&mut self) -> Option<&'a [u8]> {
         let len = usize::try_from(self.varint()?).ok()?;
-        std::str::from_utf8(self.take(len)?).ok()
+        let bytes = self.take(len)?;
+        (bytes.is_ascii() || std::str::from_utf8(bytes).is_ok()).then_some(bytes)
     }
 
     /// One node; `None` unless it is canonical and inside the bytes.
@@ -249,7 +252,7 @@ impl<'a> Cursor<'a> {
         self.str()?; // host
         u16::try_from(self.varint()?).ok()?; // port
         let tags = self.varint()?;
-        let mut previous: Option<&str> = None;
+        let mut previous: Option<&[u8]> = None;
         for _ in 0..tags {
             let key = self.str()?;
             if previous.is_some_and(|p| p >= key) {
@@ -287,8 +290,8 @@ mod tests {
         assert_eq!(view.len(), 2);
         assert_eq!(view.event_bytes(), &record[1..]);
         let nodes: Vec<_> = view.nodes().collect();
-        assert_eq!((nodes[0].name, nodes[0].up), ("a", true));
-        assert_eq!((nodes[1].name, nodes[1].up), ("b", false));
+        assert_eq!((nodes[0].name, nodes[0].up), (&b"a"[..], true));
+        assert_eq!((nodes[1].name, nodes[1].up), (&b"b"[..], false));
         // A node's bytes are its encoding; the address part is host, port, meta.
         let a = ev.get("a").unwrap();
         assert_eq!(nodes[0].bytes, codec::encode(a, "node").unwrap());
@@ -382,7 +385,7 @@ mod tests {
             let view = WireIncremental::parse(&record).expect("our encoder is canonical");
             prop_assert_eq!(view.len(), ev.len());
             for (wire, node) in view.nodes().zip(ev.nodes()) {
-                prop_assert_eq!(wire.name, node.name.as_str());
+                prop_assert_eq!(wire.name, node.name.as_bytes());
                 prop_assert_eq!(wire.up, node.is_up());
                 let decoded: NodeInfo = codec::decode(wire.bytes, "node").unwrap();
                 prop_assert_eq!(&decoded, node);
@@ -409,7 +412,7 @@ mod tests {
                 };
                 prop_assert_eq!(view.len(), decoded.len());
                 for (wire, node) in view.nodes().zip(decoded.nodes()) {
-                    prop_assert_eq!(wire.name, node.name.as_str());
+                    prop_assert_eq!(wire.name, node.name.as_bytes());
                     prop_assert_eq!(wire.up, node.is_up());
                     prop_assert_eq!(wire.address, codec::encode(&(&node.host, node.port, &node.meta), "a").unwrap());
                 }
