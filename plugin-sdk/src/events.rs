@@ -32,8 +32,6 @@ pub struct Closed {
 pub(crate) enum TrySendError {
     /// No room now; try again when space frees.
     Full,
-    /// Part of the update went; this rest did not (no room for it now).
-    Partial(Update),
     /// The stream is over.
     Closed(String),
 }
@@ -44,8 +42,20 @@ pub(crate) trait Outbound: Send + 'static {
     fn try_send(&mut self, update: &Update) -> Result<(), TrySendError>;
 
     /// Hands over as many of `records` (encoded updates, in order) as fit now; returns
-    /// how many went.
-    fn try_send_records(&mut self, records: &[Vec<u8>]) -> Result<usize, TrySendError>;
+    /// how many went. By default each is decoded and sent with `try_send` (in-process
+    /// transports); the ring pushes the bytes as they are.
+    fn try_send_records(&mut self, records: &[Vec<u8>]) -> Result<usize, TrySendError> {
+        for (went, record) in records.iter().enumerate() {
+            let update: Update = ipc::codec::decode(record, "update")
+                .map_err(|e| TrySendError::Closed(e.to_string()))?;
+            match self.try_send(&update) {
+                Ok(()) => {}
+                Err(TrySendError::Full) => return Ok(went),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(records.len())
+    }
 
     /// Hands one record over as it is, without encoding (fault-injection tests only).
     /// `Ok(false)`: no room now.
@@ -70,7 +80,9 @@ pub(crate) trait Inbound: Send + 'static {
     fn waker(&self) -> Box<dyn FnOnce() + Send>;
 }
 
-/// The most changes the flusher hands over in one update.
+/// The most changes handed over at once: the flusher's piece of the backlog, and the
+/// size past which an incremental update goes over a piece at a time (as records of at
+/// most 64 KiB, see [`Pending::piece`]).
 const FLUSH_PIECE: usize = 1024;
 
 /// How long the flusher waits for space before checking whether it should stop.
@@ -150,37 +162,41 @@ impl EventSender {
                 reason: reason.clone(),
             });
         }
-        if state.is_backlogged() {
-            state.defer(update);
+        let large = matches!(&update, Update::Incremental(ev) if ev.len() > FLUSH_PIECE);
+        if !state.is_backlogged() && !large {
+            match state.outbound.try_send(&update) {
+                Ok(()) => return Ok(()),
+                Err(TrySendError::Full) => {}
+                Err(TrySendError::Closed(reason)) => return Err(state.close(reason)),
+            }
+        }
+        state.defer(update);
+        // A large update goes over in pieces, as many as fit now; the flusher hands
+        // over the rest.
+        while large && state.is_backlogged() {
+            match state.hand_over() {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(reason) => return Err(state.close(reason)),
+            }
+        }
+        if !state.is_backlogged() {
             return Ok(());
         }
-        match state.outbound.try_send(&update) {
-            Ok(()) => Ok(()),
-            Err(e @ (TrySendError::Full | TrySendError::Partial(_))) => {
-                state.defer(match e {
-                    TrySendError::Partial(rest) => rest,
-                    _ => update,
-                });
-                if !state.flusher_running {
-                    state.flusher_running = true;
-                    let waiter = state.outbound.space_waiter();
-                    let me = self.clone();
-                    std::thread::Builder::new()
-                        .name("receptor-flush".into())
-                        .spawn(move || me.flush_loop(waiter))
-                        .map_err(|e| Closed {
-                            reason: format!("cannot start the flusher thread: {e}"),
-                        })?;
-                } else {
-                    self.shared.changed.notify_all();
-                }
-                Ok(())
-            }
-            Err(TrySendError::Closed(reason)) => {
-                state.closed = Some(reason.clone());
-                Err(Closed { reason })
-            }
+        if state.flusher_running {
+            self.shared.changed.notify_all();
+            return Ok(());
         }
+        state.flusher_running = true;
+        let waiter = state.outbound.space_waiter();
+        let me = self.clone();
+        std::thread::Builder::new()
+            .name("receptor-flush".into())
+            .spawn(move || me.flush_loop(waiter))
+            .map(drop)
+            .map_err(|e| Closed {
+                reason: format!("cannot start the flusher thread: {e}"),
+            })
     }
 
     /// Hands the backlog over as space frees; exits when there is nothing left to do.
@@ -210,7 +226,7 @@ impl EventSender {
                     }
                     Ok(false) => {}
                     Err(reason) => {
-                        state.closed = Some(reason);
+                        state.close(reason);
                         continue;
                     }
                 }
@@ -295,10 +311,6 @@ impl SenderState {
                     self.full = Some(full);
                     Ok(false)
                 }
-                Err(TrySendError::Partial(rest)) => {
-                    self.defer(rest);
-                    Ok(true)
-                }
                 Err(TrySendError::Closed(reason)) => Err(reason),
             };
         }
@@ -309,8 +321,14 @@ impl SenderState {
                 Ok(went > 0)
             }
             Err(TrySendError::Closed(reason)) => Err(reason),
-            Err(_) => Ok(false),
+            Err(TrySendError::Full) => Ok(false),
         }
+    }
+
+    /// Marks the stream over; the error for the caller.
+    fn close(&mut self, reason: String) -> Closed {
+        self.closed = Some(reason.clone());
+        Closed { reason }
     }
 }
 
@@ -439,16 +457,6 @@ mod tests {
             Ok(())
         }
 
-        fn try_send_records(&mut self, records: &[Vec<u8>]) -> Result<usize, TrySendError> {
-            for (went, record) in records.iter().enumerate() {
-                let update: Update = ipc::codec::decode(record, "update").unwrap();
-                if self.try_send(&update).is_err() {
-                    return Ok(went);
-                }
-            }
-            Ok(records.len())
-        }
-
         fn space_waiter(&self) -> Box<dyn Fn(Duration) + Send + Sync> {
             Box::new(|timeout| std::thread::sleep(timeout.min(Duration::from_millis(1))))
         }
@@ -493,5 +501,27 @@ mod tests {
             seen.apply(update);
         }
         assert_eq!(seen.full(), truth.full());
+    }
+
+    #[test]
+    fn a_large_update_goes_over_in_pieces_as_room_frees() {
+        let gate = Gate::default();
+        gate.room.store(1, Ordering::SeqCst);
+        let sender = EventSender::new(Box::new(gate.clone()));
+        let all: Event = (0..3000u32)
+            .map(|i| NodeInfo::new(format!("big-{i:05}"), NodeStatus::Up, "h", 1))
+            .collect();
+        sender.send(all.clone()).unwrap();
+        assert_eq!(gate.taken.lock().unwrap().len(), 1, "one piece went at once");
+        assert!(sender.is_congested());
+        gate.room.store(usize::MAX / 2, Ordering::SeqCst);
+        assert!(sender.flush(Duration::from_secs(10)));
+        let taken = gate.taken.lock().unwrap();
+        assert!(taken.iter().all(|u| u.event().len() <= FLUSH_PIECE));
+        let mut seen = Book::new();
+        for update in taken.iter() {
+            seen.apply(update.clone());
+        }
+        assert_eq!(seen.full(), all);
     }
 }

@@ -105,57 +105,20 @@ struct RingOutbound {
     buf: Vec<u8>,
 }
 
-/// The most nodes one record of changes carries; larger incremental updates (a backlog
-/// that grew while the host was busy) go in several records.
-const CHUNK_NODES: usize = 1024;
-
 /// How long a send waits for the host to free space in a full ring before the update
 /// goes to the coalescing backlog instead: about one batch of the host's pump.
 const FULL_GRACE: Duration = Duration::from_micros(20);
 
-impl RingOutbound {
-    /// Sends a large incremental update as several records, as many as fit.
-    fn try_send_chunked(&mut self, changes: &Event) -> Result<(), TrySendError> {
-        let mut chunks: Vec<Event> = Vec::new();
-        for node in changes.nodes() {
-            if chunks.last().is_none_or(|c| c.len() == CHUNK_NODES) {
-                chunks.push(Event::new());
-            }
-            chunks
-                .last_mut()
-                .expect("just pushed")
-                .add_node(node.clone());
-        }
-        let mut records = Vec::with_capacity(chunks.len());
-        for chunk in &chunks {
-            let update = Update::Incremental(chunk.clone());
-            records.push(
-                codec::encode(&update, "update")
-                    .map_err(|e| TrySendError::Closed(e.to_string()))?,
-            );
-        }
-        match self.producer.try_push_batch(&records) {
-            Ok(n) if n == records.len() => Ok(()),
-            Ok(0) => Err(TrySendError::Full),
-            Ok(n) => {
-                let rest = ipc::event::coalesce(chunks.into_iter().skip(n)).unwrap_or_default();
-                Err(TrySendError::Partial(Update::Incremental(rest)))
-            }
-            Err(RingError::Closed) => {
-                Err(TrySendError::Closed("the host closed the endpoint".into()))
-            }
-            Err(e) => Err(TrySendError::Closed(e.to_string())),
-        }
-    }
+/// What a ring's refusal means to the sender: the stream is over.
+fn closed(e: RingError) -> TrySendError {
+    TrySendError::Closed(match e {
+        RingError::Closed => "the host closed the endpoint".into(),
+        e => e.to_string(),
+    })
 }
 
 impl Outbound for RingOutbound {
     fn try_send(&mut self, update: &Update) -> Result<(), TrySendError> {
-        if let Update::Incremental(changes) = update {
-            if changes.len() > CHUNK_NODES {
-                return self.try_send_chunked(changes);
-            }
-        }
         self.buf.clear();
         codec::encode_into(update, &mut self.buf, "update")
             .map_err(|e| TrySendError::Closed(e.to_string()))?;
@@ -163,30 +126,18 @@ impl Outbound for RingOutbound {
         if pushed == Ok(false) && self.producer.wait_space(FULL_GRACE).unwrap_or(false) {
             pushed = self.producer.try_push(&self.buf);
         }
-        match pushed {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(TrySendError::Full),
-            Err(RingError::Closed) => {
-                Err(TrySendError::Closed("the host closed the endpoint".into()))
-            }
-            Err(e) => Err(TrySendError::Closed(e.to_string())),
+        match pushed.map_err(closed)? {
+            true => Ok(()),
+            false => Err(TrySendError::Full),
         }
     }
 
     fn try_send_records(&mut self, records: &[Vec<u8>]) -> Result<usize, TrySendError> {
-        match self.producer.try_push_batch(records) {
-            Ok(went) => Ok(went),
-            Err(RingError::Closed) => {
-                Err(TrySendError::Closed("the host closed the endpoint".into()))
-            }
-            Err(e) => Err(TrySendError::Closed(e.to_string())),
-        }
+        self.producer.try_push_batch(records).map_err(closed)
     }
 
     fn try_send_raw(&mut self, record: &[u8]) -> Result<bool, TrySendError> {
-        self.producer
-            .try_push(record)
-            .map_err(|e| TrySendError::Closed(e.to_string()))
+        self.producer.try_push(record).map_err(closed)
     }
 
     fn space_waiter(&self) -> Box<dyn Fn(Duration) + Send + Sync> {

@@ -54,19 +54,6 @@ impl Outbound for ChannelOutbound {
         }
     }
 
-    fn try_send_records(&mut self, records: &[Vec<u8>]) -> Result<usize, TrySendError> {
-        for (went, record) in records.iter().enumerate() {
-            let update: Update = ipc::codec::decode(record, "update")
-                .map_err(|e| TrySendError::Closed(e.to_string()))?;
-            match self.try_send(&update) {
-                Ok(()) => {}
-                Err(TrySendError::Full) => return Ok(went),
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(records.len())
-    }
-
     fn space_waiter(&self) -> Box<dyn Fn(Duration) + Send + Sync> {
         // A std channel cannot signal free space; poll briefly instead (tests only).
         Box::new(|timeout| std::thread::sleep(timeout.min(Duration::from_millis(1))))
