@@ -512,7 +512,11 @@ mod tests {
             .map(|i| NodeInfo::new(format!("big-{i:05}"), NodeStatus::Up, "h", 1))
             .collect();
         sender.send(all.clone()).unwrap();
-        assert_eq!(gate.taken.lock().unwrap().len(), 1, "one piece went at once");
+        assert_eq!(
+            gate.taken.lock().unwrap().len(),
+            1,
+            "one piece went at once"
+        );
         assert!(sender.is_congested());
         gate.room.store(usize::MAX / 2, Ordering::SeqCst);
         assert!(sender.flush(Duration::from_secs(10)));

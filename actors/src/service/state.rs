@@ -4,12 +4,13 @@
 //! and the real changes go to every reactor instance of the service. An incremental
 //! update is read where it lies, never decoded: the book compares the nodes' encoded
 //! addresses, and the changes go out as the very bytes the watcher sent (see
-//! [`ipc::event::wire`]); only full lists and updates in another encoding are decoded. Each reactor has an
-//! [`EventSink`] (its shared-memory ring) and a [`Backlog`]: while the sink has room, a
-//! change is encoded once (or not at all) and pushed to every sink; when a sink is full, changes for that
-//! reactor coalesce in its backlog (latest per node wins) until its flusher hands them
-//! over. A slow reactor thus never slows the watchers or the other reactors, and the
-//! memory it costs is bounded by the number of nodes.
+//! [`ipc::event::wire`]); only full lists and updates in another encoding are decoded.
+//!
+//! Each reactor has an [`EventSink`] (its shared-memory ring) and a [`Backlog`]: while
+//! the sink has room, the encoded changes are pushed to every sink; when a sink is
+//! full, changes for that reactor coalesce in its backlog (latest per node wins) until
+//! its flusher hands them over. A slow reactor thus never slows the watchers or the
+//! other reactors, and the memory it costs is bounded by the number of nodes.
 //!
 //! This struct is plain data and logic: the endpoint threads call it under the service's
 //! mutex, and the unit tests call it directly.
@@ -25,10 +26,6 @@ use super::Records;
 /// fell far behind, or the full state of a large service) goes over in several records,
 /// each well under the ring's record limit.
 pub const CHUNK_NODES: usize = 1024;
-
-/// How many records ahead of the one it applies a pump prefetches the book's slot:
-/// enough to overlap a few cache misses, few enough that the lines are still there.
-const PREFETCH_AHEAD: usize = 8;
 
 /// The largest change that goes straight into a reactor's ring as one record (a
 /// quarter of the ring's default record limit); a larger one goes through the backlog,
@@ -158,15 +155,20 @@ impl ServiceState {
         self.books.get_mut(watcher).expect("just made")
     }
 
-    /// Applies a watcher's update and publishes the real changes to every reactor.
+    /// Applies a watcher's update and publishes the real changes to every reactor: the
+    /// pump's path ([`apply_records`](Self::apply_records)) for one decoded update.
     pub fn apply(&mut self, watcher: &str, update: Update) -> Applied {
-        self.stats.updates_in += 1;
-        match self.book(watcher).apply(update) {
-            Some(changes) => Applied {
-                congested: self.publish(&changes),
-                changes: Some(changes),
-            },
-            None => Applied::default(),
+        // Encoding an Update into a Vec cannot fail, and the result decodes.
+        let record = codec::encode(&update, "update").unwrap_or_default();
+        let batch = self.apply_records(watcher, [record.as_slice()]);
+        // The batch's encoded changes stay in `self.changes` until the next batch.
+        Applied {
+            changes: self
+                .changes
+                .iter()
+                .next()
+                .and_then(|c| codec::decode(c, "change").ok()),
+            congested: batch.congested,
         }
     }
 
@@ -188,9 +190,9 @@ impl ServiceState {
         let book = self.book(watcher);
         let mut count = 0;
         let records = records.into_iter();
-        // The book's slot for a record is prefetched this many records ahead.
-        let mut ahead = records.clone().skip(PREFETCH_AHEAD);
-        for record in records.clone().take(PREFETCH_AHEAD) {
+        // The book's slot for a record is prefetched a few records ahead.
+        let mut ahead = records.clone().skip(Book::PREFETCH_AHEAD);
+        for record in records.clone().take(Book::PREFETCH_AHEAD) {
             book.prefetch(record);
         }
         for record in records {
@@ -250,6 +252,7 @@ impl ServiceState {
         // A change too big for one record goes through the backlog, which splits it.
         let direct = changes.iter().all(|c| c.len() <= DIRECT_RECORD_BYTES);
         let records: Vec<&[u8]> = changes.iter().collect();
+        let mut decoded: Option<Vec<Option<Event>>> = None;
         let mut congested = Vec::new();
         for (name, out) in &mut self.reactors {
             let pushed = match (&mut out.sink, out.backlog.is_empty() && direct) {
@@ -265,15 +268,11 @@ impl ServiceState {
             };
             if pushed < records.len() {
                 self.stats.deferred += (records.len() - pushed) as u64;
-                for record in &records[pushed..] {
-                    // These bytes were encoded here or read as canonical, so they
-                    // decode; should one not, it is logged and skipped.
-                    match codec::decode::<Event>(record, "change") {
-                        Ok(change) => out.backlog.push(change),
-                        Err(e) => {
-                            tracing::error!(service = %self.name, reactor = %name, "dropping a change: {e}")
-                        }
-                    }
+                // A backlog holds events: the changes are decoded once for all the
+                // reactors that need them.
+                let decoded = decoded.get_or_insert_with(|| decode_changes(&self.name, &records));
+                for change in decoded[pushed..].iter().flatten() {
+                    out.backlog.push(change.clone());
                 }
                 if out.sink.is_some() {
                     congested.push(name.clone());
@@ -390,6 +389,17 @@ impl ServiceState {
     pub fn remove_watcher(&mut self, watcher: &str) {
         self.books.remove(watcher);
     }
+}
+
+/// The events of encoded changes. These bytes were encoded here or read as canonical,
+/// so they decode; should one not, it is logged and left out.
+fn decode_changes(service: &str, records: &[&[u8]]) -> Vec<Option<Event>> {
+    let decode = |record: &&[u8]| {
+        codec::decode(record, "change")
+            .inspect_err(|e| tracing::error!(%service, "dropping a change: {e}"))
+            .ok()
+    };
+    records.iter().map(decode).collect()
 }
 
 /// Appends the encoding of `event` to `out`.

@@ -36,9 +36,6 @@ use super::{Event, NodeInfo, NodeStatus};
 /// The encoding of an entry's address part (standard bincode, as on the wire).
 const ENTRY_CONFIG: Configuration = config::standard();
 
-/// How many nodes ahead of the one it applies [`Book::apply_encoded`] prefetches.
-const PREFETCH_AHEAD: usize = 8;
-
 /// The usual size of an arena chunk (an entry larger than this gets a chunk of its own).
 const CHUNK: usize = 1 << 20;
 
@@ -180,6 +177,12 @@ impl std::fmt::Debug for Book {
 }
 
 impl Book {
+    /// How far ahead of the node it applies a caller should [`prefetch`](Self::prefetch)
+    /// (records ahead, for the pump; [`apply_encoded`](Self::apply_encoded) does the
+    /// same with the nodes of one record): enough to overlap a few cache misses, few
+    /// enough that the lines are still there.
+    pub const PREFETCH_AHEAD: usize = 8;
+
     /// An empty book: no node is up.
     pub fn new() -> Self {
         Book::default()
@@ -225,7 +228,7 @@ impl Book {
             .find_or_make_room(hash, |s| arena.name(s) == name)
         {
             Found::At(i) => {
-                let known = *self.table.get_mut(i);
+                let known = *self.table.get(i);
                 if self.arena.parts(&known).1 == address {
                     return false;
                 }
@@ -317,7 +320,7 @@ impl Book {
         let mut changes = 0u64;
         // Within a record of many nodes (a watcher's backlog goes over in records of
         // a thousand), the slots of the nodes a few places ahead are prefetched.
-        let mut ahead = update.nodes().skip(PREFETCH_AHEAD);
+        let mut ahead = update.nodes().skip(Self::PREFETCH_AHEAD);
         for node in update.nodes() {
             if let Some(later) = ahead.next() {
                 self.prefetch_name(later.name);

@@ -109,6 +109,11 @@ impl Slots {
     }
 
     /// The slot at `i`.
+    pub fn get(&self, i: usize) -> &Slot {
+        &self.slots[i]
+    }
+
+    /// The slot at `i`, to change where its entry lives.
     pub fn get_mut(&mut self, i: usize) -> &mut Slot {
         &mut self.slots[i]
     }
@@ -159,7 +164,7 @@ impl Slots {
                 kept.push(slot);
             }
         }
-        self.slots = vec![Slot::default(); old_size_for(kept.len())];
+        self.slots = vec![Slot::default(); size_for(kept.len())];
         let mask = self.slots.len() - 1;
         for slot in kept {
             let mut i = self.home(slot.hash);
@@ -188,7 +193,7 @@ impl Slots {
 }
 
 /// A table size with room for `len` slots at most half full.
-fn old_size_for(len: usize) -> usize {
+fn size_for(len: usize) -> usize {
     (len * 2).next_power_of_two().max(MIN_SLOTS)
 }
 

@@ -72,6 +72,19 @@ fn view(events: &[Event]) -> Event {
     book.full()
 }
 
+/// A service with a reactor "fast" that has room for everything and a reactor "slow"
+/// with room for `slow_room` records.
+fn fast_and_slow(slow_room: usize) -> (ServiceState, VecSink, VecSink) {
+    let mut svc = ServiceState::new("web");
+    let (fast, slow) = (
+        VecSink::with_capacity(1000),
+        VecSink::with_capacity(slow_room),
+    );
+    svc.attach_reactor("fast", Box::new(fast.clone()));
+    svc.attach_reactor("slow", Box::new(slow.clone()));
+    (svc, fast, slow)
+}
+
 #[test]
 fn changes_reach_every_reactor_and_repeats_are_dropped() {
     let mut svc = ServiceState::new("web");
@@ -95,10 +108,7 @@ fn changes_reach_every_reactor_and_repeats_are_dropped() {
 
 #[test]
 fn a_full_reactor_coalesces_without_holding_the_others() {
-    let mut svc = ServiceState::new("web");
-    let (fast, slow) = (VecSink::with_capacity(1000), VecSink::with_capacity(1));
-    svc.attach_reactor("fast", Box::new(fast.clone()));
-    svc.attach_reactor("slow", Box::new(slow.clone()));
+    let (mut svc, fast, slow) = fast_and_slow(1);
     let mut congested = Vec::new();
     for i in 0..50u16 {
         let update = if i % 2 == 0 { up("n", i) } else { down("n") };
@@ -224,10 +234,7 @@ fn events_for_a_disconnected_reactor_wait_coalesced() {
 
 #[test]
 fn encoded_updates_of_every_form_reach_reactors_as_decoded_ones_would() {
-    let mut svc = ServiceState::new("web");
-    let (fast, slow) = (VecSink::with_capacity(1000), VecSink::with_capacity(2));
-    svc.attach_reactor("fast", Box::new(fast.clone()));
-    svc.attach_reactor("slow", Box::new(slow.clone()));
+    let (mut svc, fast, slow) = fast_and_slow(2);
     let mut truth = Book::new();
     let encode = |u: &Update| codec::encode(u, "update").unwrap();
     let mut records = Vec::new();
