@@ -53,8 +53,6 @@ pub(crate) struct Pending {
     hasher: RandomState,
     /// How many entries are alive.
     live: usize,
-    /// The node being encoded.
-    scratch: Vec<u8>,
 }
 
 /// Update records ready for the ring, from [`Pending::piece`].
@@ -100,21 +98,15 @@ impl Pending {
 
     /// Adds a node's change, replacing a pending change of the same node.
     pub fn push(&mut self, node: &NodeInfo) {
-        let mut bytes = std::mem::take(&mut self.scratch);
-        bytes.clear();
-        // Encoding into a Vec cannot fail.
-        let _ = codec::encode_into(node, &mut bytes, "node");
-        self.push_encoded(node.name.as_bytes(), &bytes);
-        self.scratch = bytes;
-    }
-
-    fn push_encoded(&mut self, name: &[u8], node: &[u8]) {
+        // The node is encoded straight into the log, behind its header.
         let offset = self.log.len();
-        self.log.push(1);
-        self.log
-            .extend_from_slice(&(node.len() as u32).to_le_bytes());
-        self.log.extend_from_slice(node);
+        self.log.extend_from_slice(&[1; HEADER]);
+        // Encoding into a Vec cannot fail.
+        let _ = codec::encode_into(node, &mut self.log, "node");
+        let len = (self.log.len() - offset - HEADER) as u32;
+        self.log[offset + 1..offset + HEADER].copy_from_slice(&len.to_le_bytes());
         self.live += 1;
+        let name = node.name.as_bytes();
         let hash = self.hasher.hash_one(name);
         let log = &self.log;
         let entry = self.index.entry(
