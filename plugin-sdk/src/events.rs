@@ -163,7 +163,8 @@ impl EventSender {
             });
         }
         let large = matches!(&update, Update::Incremental(ev) if ev.len() > FLUSH_PIECE);
-        if !state.is_backlogged() && !large {
+        let was_backlogged = state.is_backlogged();
+        if !was_backlogged && !large {
             match state.outbound.try_send(&update) {
                 Ok(()) => return Ok(()),
                 Err(TrySendError::Full) => {}
@@ -180,7 +181,9 @@ impl EventSender {
                 Err(reason) => return Err(state.close(reason)),
             }
         }
-        if !state.is_backlogged() {
+        // A flusher already handing a backlog over needs no wake-up (a notify is a
+        // system call, and this is every send while the host is behind).
+        if was_backlogged || !state.is_backlogged() {
             return Ok(());
         }
         if state.flusher_running {
