@@ -13,10 +13,9 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use ipc::event::{Event, NodeInfo, Update};
+use ipc::event::{Event, Framing, NodeInfo, Pending, Update};
 use thiserror::Error;
 
-use crate::pending::Pending;
 use crate::Close;
 
 /// The event stream is over: the host closed the endpoint or went away.
@@ -118,7 +117,7 @@ impl EventSender {
             shared: Arc::new(SenderShared {
                 state: Mutex::new(SenderState {
                     outbound,
-                    pending: Pending::new(),
+                    pending: Pending::new(Framing::Update),
                     full: None,
                     closed: None,
                     flusher_running: false,

@@ -52,7 +52,6 @@
 mod close;
 mod config;
 mod events;
-mod pending;
 mod plugin;
 mod serve;
 pub mod testing;

@@ -6,10 +6,11 @@
 //! addresses, and the changes go out as the very bytes the watcher sent (see
 //! [`ipc::event::wire`]); only full lists and updates in another encoding are decoded.
 //!
-//! Each reactor has an [`EventSink`] (its shared-memory ring) and a [`Backlog`]: while
-//! the sink has room, the encoded changes are pushed to every sink; when a sink is
-//! full, changes for that reactor coalesce in its backlog (latest per node wins) until
-//! its flusher hands them over. A slow reactor thus never slows the watchers or the
+//! Each reactor has an [`EventSink`] (its shared-memory ring) and a backlog (a
+//! [`Pending`] log of encoded nodes): while the sink has room, the encoded changes are
+//! pushed to every sink; when a sink is full, the changes' nodes for that reactor
+//! coalesce in its backlog (latest per node wins), still encoded, until its flusher
+//! hands them over as ready-made records. A slow reactor thus never slows the watchers or the
 //! other reactors, and the memory it costs is bounded by the number of nodes.
 //!
 //! This struct is plain data and logic: the endpoint threads call it under the service's
@@ -18,7 +19,8 @@
 use std::collections::BTreeMap;
 
 use ipc::codec::{self, DecodeFrameError};
-use ipc::event::{Backlog, Book, Event, Update};
+use ipc::event::wire::WireIncremental;
+use ipc::event::{Book, Event, Framing, Pending, Update};
 
 use super::Records;
 
@@ -60,7 +62,8 @@ pub struct ServiceStats {
 
 struct ReactorOutput {
     sink: Option<Box<dyn EventSink>>,
-    backlog: Backlog,
+    /// The changes waiting for room in the sink, encoded, latest per node.
+    backlog: Pending,
     /// Which attachment the sink belongs to.
     attachment: Attachment,
 }
@@ -106,7 +109,6 @@ pub struct ServiceState {
     books: BTreeMap<String, Book>,
     reactors: BTreeMap<String, ReactorOutput>,
     stats: ServiceStats,
-    buf: Vec<u8>,
     /// The encoded changes being published (kept for its memory).
     changes: Records,
     /// The last attachment number handed out.
@@ -121,7 +123,6 @@ impl ServiceState {
             books: BTreeMap::new(),
             reactors: BTreeMap::new(),
             stats: ServiceStats::default(),
-            buf: Vec::with_capacity(256),
             changes: Records::new(),
             attachments: 0,
         }
@@ -252,7 +253,6 @@ impl ServiceState {
         // A change too big for one record goes through the backlog, which splits it.
         let direct = changes.iter().all(|c| c.len() <= DIRECT_RECORD_BYTES);
         let records: Vec<&[u8]> = changes.iter().collect();
-        let mut decoded: Option<Vec<Option<Event>>> = None;
         let mut congested = Vec::new();
         for (name, out) in &mut self.reactors {
             let pushed = match (&mut out.sink, out.backlog.is_empty() && direct) {
@@ -268,11 +268,8 @@ impl ServiceState {
             };
             if pushed < records.len() {
                 self.stats.deferred += (records.len() - pushed) as u64;
-                // A backlog holds events: the changes are decoded once for all the
-                // reactors that need them.
-                let decoded = decoded.get_or_insert_with(|| decode_changes(&self.name, &records));
-                for change in decoded[pushed..].iter().flatten() {
-                    out.backlog.push(change.clone());
+                for change in &records[pushed..] {
+                    defer_change(&self.name, &mut out.backlog, change);
                 }
                 if out.sink.is_some() {
                     congested.push(name.clone());
@@ -299,12 +296,12 @@ impl ServiceState {
             .entry(reactor.to_owned())
             .or_insert_with(|| ReactorOutput {
                 sink: None,
-                backlog: Backlog::new(),
+                backlog: Pending::new(Framing::Event),
                 attachment,
             });
         // Whatever was pending for the old process is superseded by the current state.
-        out.backlog = Backlog::new();
-        out.backlog.push(current);
+        out.backlog.clear();
+        out.backlog.push_event(&current);
         out.sink = Some(sink);
         out.attachment = attachment;
         (attachment, self.flush_reactor(reactor))
@@ -333,30 +330,24 @@ impl ServiceState {
         let Some(sink) = &mut out.sink else {
             return Flush::Disconnected;
         };
-        let Some(pending) = out.backlog.take() else {
-            return Flush::Done;
-        };
-        let mut rest = pending;
-        let mut flush = Flush::Done;
-        while !rest.is_empty() {
-            let piece = rest.split_first(CHUNK_NODES);
-            self.buf.clear();
-            encode_event(&piece, &mut self.buf);
-            match sink.try_push(&[&self.buf]) {
-                Ok(1) => continue,
-                Ok(_) => flush = Flush::Pending,
+        while !out.backlog.is_empty() {
+            let piece = out.backlog.piece(CHUNK_NODES);
+            let records: Vec<&[u8]> = piece.records.iter().map(Vec::as_slice).collect();
+            match sink.try_push(&records) {
+                Ok(went) => {
+                    out.backlog.consume(&piece, went);
+                    if went < records.len() {
+                        return Flush::Pending;
+                    }
+                }
                 Err(e) => {
                     tracing::warn!(service = %self.name, %reactor, "{e}");
                     out.sink = None;
-                    flush = Flush::Disconnected;
+                    return Flush::Disconnected;
                 }
             }
-            let mut unsent = piece;
-            unsent.merge(rest);
-            out.backlog.restore(unsent);
-            break;
         }
-        flush
+        Flush::Done
     }
 
     /// Whether a reactor has received everything: no backlog, and its sink consumed.
@@ -391,15 +382,20 @@ impl ServiceState {
     }
 }
 
-/// The events of encoded changes. These bytes were encoded here or read as canonical,
-/// so they decode; should one not, it is logged and left out.
-fn decode_changes(service: &str, records: &[&[u8]]) -> Vec<Option<Event>> {
-    let decode = |record: &&[u8]| {
-        codec::decode(record, "change")
-            .inspect_err(|e| tracing::error!(%service, "dropping a change: {e}"))
-            .ok()
-    };
-    records.iter().map(decode).collect()
+/// Puts an encoded change into a reactor's backlog, node by node as it lies. These
+/// bytes were encoded here or read as canonical, so they parse; should one not, it is
+/// decoded, and one that does not decode either is logged and left out.
+fn defer_change(service: &str, backlog: &mut Pending, change: &[u8]) {
+    if let Some(event) = WireIncremental::parse_event(change) {
+        for node in event.nodes() {
+            backlog.push_encoded(node.bytes);
+        }
+        return;
+    }
+    match codec::decode::<Event>(change, "change") {
+        Ok(event) => backlog.push_event(&event),
+        Err(e) => tracing::error!(%service, "dropping a change: {e}"),
+    }
 }
 
 /// Appends the encoding of `event` to `out`.

@@ -8,7 +8,8 @@
 //! sees now; a node missing from it is down). The [`Book`] turns both kinds into
 //! redundancy-free incremental events, the [`Backlog`] coalesces events a slow consumer
 //! has not taken yet, and [`Broadcast`] hands every event to many consumers, each with its
-//! own backlog.
+//! own backlog. [`Pending`] is the coalescing backlog the pipeline itself uses: it keeps
+//! the changes encoded, as they will go over the ring.
 //!
 //! ```
 //! use ipc::event::{Event, NodeInfo, NodeStatus};
@@ -23,6 +24,7 @@
 mod backlog;
 mod book;
 mod broadcast;
+pub mod pending;
 mod slots;
 mod update;
 pub mod wire;
@@ -30,6 +32,7 @@ pub mod wire;
 pub use backlog::{coalesce, Backlog};
 pub use book::Book;
 pub use broadcast::{Broadcast, Delivery, SubscriberId};
+pub use pending::{Framing, Pending, Piece};
 pub use update::Update;
 
 use std::borrow::Borrow;

@@ -65,6 +65,12 @@ impl<'a> WireIncremental<'a> {
         if tag != INCREMENTAL {
             return None;
         }
+        Self::parse_event(event)
+    }
+
+    /// Reads `event` (an encoded [`super::Event`], such as a change the host sends a
+    /// reactor) if it is in canonical form and fills `event` exactly; `None` otherwise.
+    pub fn parse_event(event: &'a [u8]) -> Option<Self> {
         let mut cursor = Cursor::new(event);
         let count = usize::try_from(cursor.varint()?).ok()?;
         let first = cursor.pos;

@@ -1,22 +1,28 @@
-//! A watcher's coalescing backlog of changes: what waits for room in the ring.
+//! A coalescing backlog of encoded changes: what waits for room in a ring.
 //!
-//! While the host is slower than a watcher, the watcher's changes must wait somewhere,
-//! one entry per node (the latest change of a node replaces the earlier one, so the
-//! backlog never outgrows the number of nodes), and they must not cost the watcher much
-//! more than sending would have: a watcher that reports a million fresh nodes spends
-//! most of its time here while the host catches up.
+//! Both ends of the pipeline keep one: a watcher's SDK while the host is slower than
+//! the watcher, and the host for each reactor slower than the events. Changes wait
+//! there one entry per node (the latest change of a node replaces the earlier one) and
+//! must cost little more than sending would have: a watcher reporting a million fresh
+//! nodes spends most of its time here while the host catches up, and so does the host
+//! for a reactor that cannot keep up.
 //!
-//! So the backlog is a log of encoded nodes plus an index, not a sorted map:
+//! So the backlog is a log of encoded nodes plus an index, not a sorted map of decoded
+//! nodes:
 //! - each change is appended to `log` as an entry `[alive: u8][len: u32 LE][node]`,
-//!   the node encoded as on the wire;
+//!   the node encoded as on the wire (the host appends the bytes it received);
 //! - `index` (a hash table of hashes and offsets into the log, compared by the name
-//!   stored in the entry) finds the pending entry of a node; a newer change marks it dead and appends
-//!   itself, so the log stays in the order changes came in;
-//! - the flusher takes the oldest live entries as ready-made update records ([`piece`]),
-//!   each record a run of names in increasing order (the form the host reads without
-//!   decoding), and [`consume`]s what the ring took. Index slots that point before
-//!   the consumed head are stale and treated as absent; the log is reset when all of it
-//!   went, and compacted when the consumed part outweighs the rest.
+//!   stored in the entry) finds the pending entry of a node; a newer change marks it
+//!   dead and appends itself, so the log stays in the order changes came in;
+//! - the sender takes the oldest live entries as ready-made records ([`piece`]), each
+//!   record a run of names in increasing order (the form the host reads without
+//!   decoding, and the form a reactor decodes by appending), and [`consume`]s what the
+//!   ring took. Index slots that point before the consumed head are stale and treated
+//!   as absent;
+//! - the log is reset when all of it went, and rewritten with only its live entries
+//!   when consumed and replaced entries outweigh them (and [`COMPACT_AFTER`]): memory
+//!   stays within about twice the pending nodes' size at an amortised constant cost per
+//!   change, however often a node flaps while nothing can be sent.
 //!
 //! [`piece`]: Pending::piece
 //! [`consume`]: Pending::consume
@@ -25,26 +31,39 @@ use std::hash::BuildHasher;
 
 use foldhash::fast::RandomState;
 use hashbrown::hash_table::{Entry, HashTable};
-use ipc::codec;
-use ipc::event::wire::{node_name, varint};
-use ipc::event::{Event, NodeInfo};
+
+use super::wire::{node_name, varint};
+use super::{Event, NodeInfo};
+use crate::codec;
 
 /// The header of an entry: the alive flag and the node's length.
 const HEADER: usize = 1 + 4;
 
-/// The variant index of `Update::Incremental`, the first byte of every record.
+/// The variant index of `Update::Incremental`, the first byte of an update record.
 const INCREMENTAL: u8 = 0;
 
-/// How many consumed bytes the log keeps before compacting (when they outweigh the rest).
-const COMPACT_AFTER: usize = 1 << 20;
+/// Garbage (consumed or replaced entries) the log may hold before it is rewritten, if
+/// the garbage also outweighs the live entries.
+pub const COMPACT_AFTER: usize = 1 << 20;
 
 /// The size past which a record of a piece takes no more nodes (well under the ring's
 /// record limit; a single larger node still goes, alone).
 const RECORD_BYTES: usize = 64 << 10;
 
-/// Changes waiting for room in the ring, latest per node.
+/// What the records of a piece are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Framing {
+    /// Incremental `Update`s: what a watcher sends the host.
+    #[default]
+    Update,
+    /// `Event`s: what the host sends a reactor.
+    Event,
+}
+
+/// Changes waiting for room in a ring, latest per node.
 #[derive(Default)]
-pub(crate) struct Pending {
+pub struct Pending {
+    framing: Framing,
     log: Vec<u8>,
     /// Where the oldest entry not yet handed over starts.
     head: usize,
@@ -53,11 +72,13 @@ pub(crate) struct Pending {
     hasher: RandomState,
     /// How many entries are alive.
     live: usize,
+    /// The bytes of the live entries, headers included.
+    live_bytes: usize,
 }
 
-/// Update records ready for the ring, from [`Pending::piece`].
+/// Records ready for the ring, from [`Pending::piece`].
 #[derive(Debug, Default)]
-pub(crate) struct Piece {
+pub struct Piece {
     /// Each record, encoded.
     pub records: Vec<Vec<u8>>,
     /// Where the log's head goes once record `i` and those before it were taken.
@@ -65,13 +86,15 @@ pub(crate) struct Piece {
 }
 
 impl Pending {
-    /// No changes pending.
-    pub fn new() -> Self {
-        Pending::default()
+    /// No changes pending; the records of its pieces framed as `framing`.
+    pub fn new(framing: Framing) -> Self {
+        Pending {
+            framing,
+            ..Pending::default()
+        }
     }
 
     /// How many nodes have a change pending.
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.live
     }
@@ -81,12 +104,18 @@ impl Pending {
         self.live == 0
     }
 
+    /// The bytes the log and the index hold now.
+    pub fn footprint(&self) -> usize {
+        self.log.capacity() + self.index.capacity() * std::mem::size_of::<(u64, usize)>()
+    }
+
     /// Forgets every pending change (a full list superseded them).
     pub fn clear(&mut self) {
         self.log.clear();
         self.index.clear();
         self.head = 0;
         self.live = 0;
+        self.live_bytes = 0;
     }
 
     /// Adds the changes of `event`, each replacing a pending change of the same node.
@@ -105,8 +134,29 @@ impl Pending {
         let _ = codec::encode_into(node, &mut self.log, "node");
         let len = (self.log.len() - offset - HEADER) as u32;
         self.log[offset + 1..offset + HEADER].copy_from_slice(&len.to_le_bytes());
+        self.index_entry(offset, node.name.as_bytes());
+    }
+
+    /// Adds the change of one encoded node (as it lies in an encoded event, in the
+    /// canonical form of [`super::wire`]), replacing a pending change of the same
+    /// node. Bytes that do not even start with a name are ignored.
+    pub fn push_encoded(&mut self, node: &[u8]) {
+        let Some(name) = node_name(node) else {
+            return;
+        };
+        let offset = self.log.len();
+        self.log.push(1);
+        self.log
+            .extend_from_slice(&(node.len() as u32).to_le_bytes());
+        self.log.extend_from_slice(node);
+        self.index_entry(offset, name);
+    }
+
+    /// Indexes the entry just appended at `offset` for the node `name`, marking the
+    /// node's earlier pending entry dead.
+    fn index_entry(&mut self, offset: usize, name: &[u8]) {
         self.live += 1;
-        let name = node.name.as_bytes();
+        self.live_bytes += self.log.len() - offset;
         let hash = self.hasher.hash_one(name);
         let log = &self.log;
         let entry = self.index.entry(
@@ -121,6 +171,7 @@ impl Pending {
                 if earlier >= self.head {
                     self.log[earlier] = 0;
                     self.live -= 1;
+                    self.live_bytes -= HEADER + entry_at(&self.log, earlier).1.len();
                 }
                 known.get_mut().1 = offset;
             }
@@ -128,10 +179,11 @@ impl Pending {
                 vacant.insert((hash, offset));
             }
         }
+        self.compact_if_wasteful();
     }
 
-    /// Up to `max_nodes` of the oldest pending changes as update records, in the order
-    /// they came: each record a run of nodes whose names increase, of at most
+    /// Up to `max_nodes` of the oldest pending changes as records, in the order they
+    /// came: each record a run of nodes whose names increase, of at most
     /// `RECORD_BYTES` unless one node alone is larger. Nothing is removed
     /// until [`consume`](Self::consume) says how many records went.
     pub fn piece(&self, max_nodes: usize) -> Piece {
@@ -149,7 +201,7 @@ impl Pending {
                 let name = node_name(node).unwrap_or_default();
                 let full = run_bytes + node.len() > RECORD_BYTES;
                 if !run.is_empty() && (full || last.is_some_and(|l| l >= name)) {
-                    piece.push_record(&self.log, &run, at);
+                    piece.push_record(self.framing, &self.log, &run, at);
                     run.clear();
                     run_bytes = 0;
                 }
@@ -161,7 +213,7 @@ impl Pending {
             at = next;
         }
         if !run.is_empty() {
-            piece.push_record(&self.log, &run, at);
+            piece.push_record(self.framing, &self.log, &run, at);
         }
         piece
     }
@@ -176,39 +228,56 @@ impl Pending {
             let (alive, node) = entry_at(&self.log, at);
             if alive {
                 self.live -= 1;
+                self.live_bytes -= HEADER + node.len();
             }
             at += HEADER + node.len();
         }
         self.head = end;
         if self.head == self.log.len() {
             self.clear();
-        } else if self.head > COMPACT_AFTER && self.head > self.log.len() - self.head {
+        } else {
+            self.compact_if_wasteful();
+        }
+    }
+
+    /// Rewrites the log with only its live entries when the rest outweighs them.
+    fn compact_if_wasteful(&mut self) {
+        let garbage = self.log.len() - self.live_bytes;
+        if garbage > COMPACT_AFTER && garbage > self.live_bytes {
             self.compact();
         }
     }
 
-    /// Drops the consumed part of the log and the index slots that pointed into it.
+    /// Keeps the live entries only (in order) and indexes them afresh.
     fn compact(&mut self) {
-        let head = self.head;
-        self.log.drain(..head);
-        self.index.retain(|(_, at)| {
-            if *at < head {
-                return false;
+        let old = std::mem::replace(&mut self.log, Vec::with_capacity(2 * self.live_bytes));
+        self.index.clear();
+        let mut at = self.head;
+        while at < old.len() {
+            let (alive, node) = entry_at(&old, at);
+            let next = at + HEADER + node.len();
+            if alive {
+                let offset = self.log.len();
+                self.log.extend_from_slice(&old[at..next]);
+                let hash = self.hasher.hash_one(node_name(node).unwrap_or_default());
+                self.index.insert_unique(hash, (hash, offset), |&(h, _)| h);
             }
-            *at -= head;
-            true
-        });
+            at = next;
+        }
+        self.index.shrink_to(self.live, |&(h, _)| h);
         self.head = 0;
     }
 }
 
 impl Piece {
     /// Appends a record of the nodes at `ranges`; the head moves to `end` once it went.
-    fn push_record(&mut self, log: &[u8], ranges: &[(usize, usize)], end: usize) {
+    fn push_record(&mut self, framing: Framing, log: &[u8], ranges: &[(usize, usize)], end: usize) {
         let (count, n) = varint(ranges.len() as u64);
         let size: usize = ranges.iter().map(|(s, e)| e - s).sum();
         let mut record = Vec::with_capacity(1 + n + size);
-        record.push(INCREMENTAL);
+        if framing == Framing::Update {
+            record.push(INCREMENTAL);
+        }
         record.extend_from_slice(&count[..n]);
         for &(start, stop) in ranges {
             record.extend_from_slice(&log[start..stop]);
@@ -218,7 +287,6 @@ impl Piece {
     }
 
     /// Whether the piece carries nothing.
-    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.records.is_empty()
     }
@@ -239,7 +307,7 @@ fn entry_name(log: &[u8], at: usize) -> Option<&[u8]> {
 mod tests {
     use std::collections::BTreeMap;
 
-    use ipc::event::{NodeStatus, Update};
+    use crate::event::{NodeStatus, Update};
     use proptest::prelude::*;
 
     use super::*;
@@ -255,7 +323,7 @@ mod tests {
             .flat_map(|r| {
                 let update: Update = codec::decode(r, "update").unwrap();
                 assert!(
-                    ipc::event::wire::WireIncremental::parse(r).is_some(),
+                    crate::event::wire::WireIncremental::parse(r).is_some(),
                     "canonical"
                 );
                 update.event().nodes().cloned().collect::<Vec<_>>()
@@ -265,7 +333,7 @@ mod tests {
 
     #[test]
     fn a_newer_change_replaces_the_pending_one_and_keeps_arrival_order() {
-        let mut pending = Pending::new();
+        let mut pending = Pending::new(Framing::Update);
         pending.push(&node("b", 1));
         pending.push(&node("a", 1));
         pending.push(&node("b", 2));
@@ -281,7 +349,7 @@ mod tests {
 
     #[test]
     fn a_piece_is_cut_where_names_stop_increasing_and_at_the_limit() {
-        let mut pending = Pending::new();
+        let mut pending = Pending::new(Framing::Update);
         for name in ["a", "c", "b", "d", "e"] {
             pending.push(&node(name, 1));
         }
@@ -301,7 +369,7 @@ mod tests {
 
     #[test]
     fn a_change_after_its_node_went_is_pending_again() {
-        let mut pending = Pending::new();
+        let mut pending = Pending::new(Framing::Update);
         pending.push(&node("a", 1));
         pending.push(&node("b", 1));
         let piece = pending.piece(1);
@@ -315,6 +383,52 @@ mod tests {
         );
     }
 
+    #[test]
+    fn event_framing_makes_records_a_reactor_decodes_from_the_bytes_received() {
+        let mut pending = Pending::new(Framing::Event);
+        let change: Event = [node("a", 1), node("b", 1)].into_iter().collect();
+        let bytes = codec::encode(&change, "event").unwrap();
+        let wire = crate::event::wire::WireIncremental::parse_event(&bytes).unwrap();
+        for n in wire.nodes() {
+            pending.push_encoded(n.bytes);
+        }
+        pending.push(&node("a", 2));
+        let piece = pending.piece(10);
+        // "b" then "a": two runs.
+        assert_eq!(piece.records.len(), 2);
+        let events: Vec<Event> = piece
+            .records
+            .iter()
+            .map(|r| codec::decode(r, "event").unwrap())
+            .collect();
+        assert_eq!(events[0], [node("b", 1)].into_iter().collect());
+        assert_eq!(events[1], [node("a", 2)].into_iter().collect());
+        // Not even a name: ignored.
+        pending.push_encoded(&[0xff]);
+        assert_eq!(pending.len(), 2);
+    }
+
+    #[test]
+    fn memory_stays_bounded_while_a_node_flaps_and_nothing_goes() {
+        let mut pending = Pending::new(Framing::Update);
+        for i in 0..200_000u32 {
+            pending.push(&node("flapping", (i % 2) as u16));
+            pending.push(&node(&format!("steady-{}", i % 100), 1));
+        }
+        assert_eq!(pending.len(), 101);
+        // 400 000 entries of ~20 bytes went in (8 MB); the log keeps the live ones and
+        // at most about COMPACT_AFTER of replaced ones.
+        assert!(
+            pending.footprint() < 4 * COMPACT_AFTER,
+            "{} bytes for 101 nodes",
+            pending.footprint()
+        );
+        let piece = pending.piece(1000);
+        let names: Vec<NodeInfo> = nodes_of(&piece, piece.records.len());
+        assert_eq!(names.len(), 101);
+        assert!(names.contains(&node("flapping", 1)));
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(128))]
 
@@ -323,16 +437,23 @@ mod tests {
         /// is lost or repeated beyond a node's own newer change.
         #[test]
         fn what_goes_out_ends_at_the_latest_change_of_every_node(
-            steps in prop::collection::vec((0u8..40, any::<u16>(), 0usize..4, 1usize..50), 1..300),
+            steps in prop::collection::vec(
+                (0u8..40, any::<u16>(), 0usize..4, 1usize..50, any::<bool>()),
+                1..300,
+            ),
         ) {
-            let mut pending = Pending::new();
+            let mut pending = Pending::new(Framing::Update);
             let mut latest: BTreeMap<String, NodeInfo> = BTreeMap::new();
             let mut delivered: BTreeMap<String, NodeInfo> = BTreeMap::new();
-            for (name, port, take, max) in steps {
+            for (name, port, take, max, encoded) in steps {
                 // Enough names to cross the compaction threshold now and then.
                 let n = node(&format!("node-{name}-{}", "x".repeat(usize::from(name) * 700)), port);
                 latest.insert(n.name.clone(), n.clone());
-                pending.push(&n);
+                if encoded {
+                    pending.push_encoded(&codec::encode(&n, "node").unwrap());
+                } else {
+                    pending.push(&n);
+                }
                 let piece = pending.piece(max);
                 let went = take.min(piece.records.len());
                 for sent in nodes_of(&piece, went) {
