@@ -384,7 +384,9 @@ impl EventReceiver {
 
     /// The next event, waiting at most `timeout`.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Event, RecvTimeoutError> {
-        let deadline = Instant::now() + timeout;
+        // Set after a first look at what has arrived, which neither waits nor reads the
+        // clock (a busy reactor takes most events that way).
+        let mut deadline: Option<Instant> = None;
         loop {
             if let Some(ev) = self.queue.pop_front() {
                 return Ok(ev);
@@ -393,21 +395,22 @@ impl EventReceiver {
                 return Err(RecvTimeoutError::Closed);
             }
             let closed = self.close.is_closed();
-            let now = Instant::now();
             // After a close, take what has already arrived without waiting, then stop.
-            let wait = if closed {
-                Duration::ZERO
-            } else {
-                deadline.saturating_duration_since(now)
+            let wait = match deadline {
+                Some(deadline) if !closed => deadline.saturating_duration_since(Instant::now()),
+                _ => Duration::ZERO,
             };
             if self.inbound.recv_into(&mut self.queue, wait).is_err() {
                 self.ended = true;
             }
             if self.queue.is_empty() {
-                if closed {
-                    self.ended = true;
-                } else if Instant::now() >= deadline {
-                    return Err(RecvTimeoutError::Timeout);
+                match deadline {
+                    _ if closed => self.ended = true,
+                    None => deadline = Some(Instant::now() + timeout),
+                    Some(deadline) if Instant::now() >= deadline => {
+                        return Err(RecvTimeoutError::Timeout)
+                    }
+                    Some(_) => {}
                 }
             }
         }

@@ -93,7 +93,7 @@ impl<R: Reactor> Served for ServedReactor<R> {
         let endpoint = self.0.accept(cfg)?;
         let consumer = RingConsumer::open(ring)?;
         Ok(Box::new(move |close: Close| {
-            let receiver = EventReceiver::new(Box::new(RingInbound { consumer }), close.clone());
+            let receiver = EventReceiver::new(Box::new(RingInbound::new(consumer)), close.clone());
             endpoint.handle(receiver, close)
         }))
     }
@@ -149,32 +149,83 @@ impl Outbound for RingOutbound {
 }
 
 /// A reactor's ring as the SDK's inbound transport.
+///
+/// What a drain takes from the ring stays encoded here, and a record is decoded only
+/// when the reactor asks for the next event: the events alive at once are the one the
+/// reactor holds, not the thousands a drain can bring (decoding them all up front
+/// made the allocator grow and shrink its heap with every drain).
 struct RingInbound {
     consumer: RingConsumer,
+    /// The records of the last drain, back to back.
+    raw: Vec<u8>,
+    /// Where each record not yet decoded ends in `raw`, in order.
+    ends: VecDeque<usize>,
+    /// Where the next record starts in `raw`.
+    next: usize,
+    /// How the stream ended, once the records before the end are delivered.
+    end: Option<Closed>,
+}
+
+impl RingInbound {
+    fn new(consumer: RingConsumer) -> Self {
+        RingInbound {
+            consumer,
+            raw: Vec::new(),
+            ends: VecDeque::new(),
+            next: 0,
+            end: None,
+        }
+    }
+
+    /// Takes what the ring has (waiting up to `timeout` for it) into `raw`.
+    fn fill(&mut self, timeout: Duration) {
+        self.raw.clear();
+        self.next = 0;
+        let (raw, ends) = (&mut self.raw, &mut self.ends);
+        let drained = self.consumer.drain_timeout(timeout, |record| {
+            raw.extend_from_slice(record);
+            ends.push_back(raw.len());
+        });
+        self.end = match drained {
+            Ok(_) => None,
+            Err(RingError::Closed) => Some(Closed {
+                reason: "the host closed the endpoint".into(),
+            }),
+            Err(e) => Some(Closed {
+                reason: e.to_string(),
+            }),
+        };
+    }
 }
 
 impl Inbound for RingInbound {
     fn recv_into(&mut self, out: &mut VecDeque<Event>, timeout: Duration) -> Result<(), Closed> {
-        let mut bad = None;
-        let drained = self.consumer.drain_timeout(timeout, |record| {
-            if bad.is_none() {
-                match codec::decode::<Event>(record, "event") {
-                    Ok(event) => out.push_back(event),
-                    Err(e) => bad = Some(e.to_string()),
-                }
+        if self.ends.is_empty() {
+            if let Some(end) = &self.end {
+                return Err(end.clone());
             }
-        });
-        if let Some(reason) = bad {
-            return Err(Closed { reason });
+            self.fill(timeout);
         }
-        match drained {
-            Ok(_) => Ok(()),
-            Err(RingError::Closed) => Err(Closed {
-                reason: "the host closed the endpoint".into(),
-            }),
-            Err(e) => Err(Closed {
-                reason: e.to_string(),
-            }),
+        let Some(end) = self.ends.pop_front() else {
+            return self.end.clone().map_or(Ok(()), Err);
+        };
+        let record = &self.raw[self.next..end];
+        self.next = end;
+        match codec::decode::<Event>(record, "event") {
+            Ok(event) => {
+                out.push_back(event);
+                Ok(())
+            }
+            Err(e) => {
+                // A frame that does not decode ends the stream; what came before it
+                // was delivered.
+                self.ends.clear();
+                let closed = Closed {
+                    reason: e.to_string(),
+                };
+                self.end = Some(closed.clone());
+                Err(closed)
+            }
         }
     }
 
@@ -364,4 +415,73 @@ pub fn serve_watcher<W: Watcher>(watcher: W) -> ! {
 /// Serves a reactor plugin; see the module docs.
 pub fn serve_reactor<R: Reactor>(reactor: R) -> ! {
     serve(ServedReactor(reactor))
+}
+
+#[cfg(test)]
+mod tests {
+    use ipc::event::{NodeInfo, NodeStatus};
+    use ipc::ring::RingConfig;
+
+    use super::*;
+
+    fn event(names: &[&str]) -> Event {
+        names
+            .iter()
+            .map(|n| NodeInfo::new(*n, NodeStatus::Up, "10.0.0.1", 80))
+            .collect()
+    }
+
+    /// A receiver on a real ring, its producer (the host's side) here too.
+    fn receiver() -> (RingProducer, EventReceiver) {
+        let producer = RingProducer::create(RingConfig::with_capacity(1 << 16)).unwrap();
+        let consumer = RingConsumer::open(producer.ring().base()).unwrap();
+        let inbound = Box::new(RingInbound::new(consumer));
+        (producer, EventReceiver::new(inbound, Close::new()))
+    }
+
+    #[test]
+    fn events_of_one_drain_arrive_in_order_then_the_end_of_the_stream() {
+        let (mut producer, mut events) = receiver();
+        let sent = [event(&["a"]), event(&["b", "c"]), event(&["d"])];
+        let records: Vec<Vec<u8>> = sent
+            .iter()
+            .map(|e| codec::encode(e, "event").unwrap())
+            .collect();
+        assert_eq!(producer.try_push_batch(&records).unwrap(), 3);
+        drop(producer);
+        for expected in &sent {
+            assert_eq!(
+                events.recv_timeout(Duration::from_secs(5)).as_ref(),
+                Ok(expected)
+            );
+        }
+        assert_eq!(events.recv(), None, "the host closed the ring");
+    }
+
+    #[test]
+    fn a_frame_that_does_not_decode_ends_the_stream_after_the_events_before_it() {
+        let (mut producer, mut events) = receiver();
+        let good = codec::encode(&event(&["a"]), "event").unwrap();
+        let records = [good.clone(), vec![0xff; 12], good];
+        assert_eq!(producer.try_push_batch(&records).unwrap(), 3);
+        assert_eq!(events.recv(), Some(event(&["a"])));
+        assert_eq!(events.recv(), None, "nothing after the bad frame");
+        assert_eq!(events.try_recv(), None);
+    }
+
+    #[test]
+    fn a_receive_times_out_while_the_ring_is_empty_and_gets_what_comes_later() {
+        let (mut producer, mut events) = receiver();
+        assert_eq!(
+            events.recv_timeout(Duration::from_millis(20)),
+            Err(crate::RecvTimeoutError::Timeout)
+        );
+        assert_eq!(events.try_recv(), None);
+        let record = codec::encode(&event(&["late"]), "event").unwrap();
+        assert!(producer.try_push(&record).unwrap());
+        assert_eq!(
+            events.recv_timeout(Duration::from_secs(5)),
+            Ok(event(&["late"]))
+        );
+    }
 }
