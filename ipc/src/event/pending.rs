@@ -19,10 +19,11 @@
 //!   decoding, and the form a reactor decodes by appending), and [`consume`]s what the
 //!   ring took. Index slots that point before the consumed head are stale and treated
 //!   as absent;
-//! - the log is reset when all of it went, and rewritten with only its live entries
-//!   when consumed and replaced entries outweigh them (and [`COMPACT_AFTER`]): memory
-//!   stays within about twice the pending nodes' size at an amortised constant cost per
-//!   change, however often a node flaps while nothing can be sent.
+//! - the log is reset when all of it went; its handed-over front is dropped when it
+//!   outweighs the rest, and the log is rewritten with only its live entries when
+//!   replaced ones outweigh them (each past [`COMPACT_AFTER`]): memory stays within a
+//!   few times the pending nodes' size at an amortised constant cost per change,
+//!   however often a node flaps while nothing can be sent.
 //!
 //! [`piece`]: Pending::piece
 //! [`consume`]: Pending::consume
@@ -240,12 +241,31 @@ impl Pending {
         }
     }
 
-    /// Rewrites the log with only its live entries when the rest outweighs them.
+    /// Drops garbage once it outweighs what is pending: handed-over entries at the
+    /// front by moving the rest down (a copy, no hashing), replaced entries among the
+    /// pending ones by rewriting the log.
     fn compact_if_wasteful(&mut self) {
-        let garbage = self.log.len() - self.live_bytes;
-        if garbage > COMPACT_AFTER && garbage > self.live_bytes {
+        let rest = self.log.len() - self.head;
+        let dead = rest - self.live_bytes;
+        if dead > COMPACT_AFTER && dead > self.live_bytes {
             self.compact();
+        } else if self.head > COMPACT_AFTER && self.head > rest {
+            self.drop_consumed();
         }
+    }
+
+    /// Drops the handed-over part of the log and the index slots that pointed into it.
+    fn drop_consumed(&mut self) {
+        let head = self.head;
+        self.log.drain(..head);
+        self.index.retain(|(_, at)| {
+            if *at < head {
+                return false;
+            }
+            *at -= head;
+            true
+        });
+        self.head = 0;
     }
 
     /// Keeps the live entries only (in order) and indexes them afresh.
