@@ -11,9 +11,11 @@
 //! nodes:
 //! - each change is appended to `log` as an entry `[alive: u8][len: u32 LE][node]`,
 //!   the node encoded as on the wire (the host appends the bytes it received);
-//! - `index` (a hash table of hashes and offsets into the log, compared by the name
-//!   stored in the entry) finds the pending entry of a node; a newer change marks it
-//!   dead and appends itself, so the log stays in the order changes came in;
+//! - `index` (the book's open-addressed table, `slots`: 32 bits of the name's hash and
+//!   the entry's offset, compared by the name stored in the entry) finds the pending
+//!   entry of a node; a newer change marks it dead and appends itself, so the log stays
+//!   in the order changes came in. A fresh node's slot is a cache miss in a large
+//!   backlog, so it is prefetched before the node is encoded;
 //! - the sender takes the oldest live entries as ready-made records ([`piece`]), each
 //!   record a run of names in increasing order (the form the host reads without
 //!   decoding, and the form a reactor decodes by appending), and [`consume`]s what the
@@ -31,8 +33,8 @@
 use std::hash::BuildHasher;
 
 use foldhash::fast::RandomState;
-use hashbrown::hash_table::{Entry, HashTable};
 
+use super::slots::{Found, Slot, Slots};
 use super::wire::{node_name, varint};
 use super::{Event, NodeInfo};
 use crate::codec;
@@ -69,7 +71,7 @@ pub struct Pending {
     /// Where the oldest entry not yet handed over starts.
     head: usize,
     /// Each node's hash (kept, so that growing never reads the log) and entry offset.
-    index: HashTable<(u64, usize)>,
+    index: Slots,
     hasher: RandomState,
     /// How many entries are alive.
     live: usize,
@@ -107,7 +109,7 @@ impl Pending {
 
     /// The bytes the log and the index hold now.
     pub fn footprint(&self) -> usize {
-        self.log.capacity() + self.index.capacity() * std::mem::size_of::<(u64, usize)>()
+        self.log.capacity() + self.index.capacity() * std::mem::size_of::<Slot>()
     }
 
     /// Forgets every pending change (a full list superseded them).
@@ -128,6 +130,7 @@ impl Pending {
 
     /// Adds a node's change, replacing a pending change of the same node.
     pub fn push(&mut self, node: &NodeInfo) {
+        let hash = self.prefetch(node.name.as_bytes());
         // The node is encoded straight into the log, behind its header.
         let offset = self.log.len();
         self.log.extend_from_slice(&[1; HEADER]);
@@ -135,7 +138,7 @@ impl Pending {
         let _ = codec::encode_into(node, &mut self.log, "node");
         let len = (self.log.len() - offset - HEADER) as u32;
         self.log[offset + 1..offset + HEADER].copy_from_slice(&len.to_le_bytes());
-        self.index_entry(offset, node.name.as_bytes());
+        self.index_entry(offset, node.name.as_bytes(), hash);
     }
 
     /// Adds the change of one encoded node (as it lies in an encoded event, in the
@@ -145,40 +148,45 @@ impl Pending {
         let Some(name) = node_name(node) else {
             return;
         };
+        let hash = self.prefetch(name);
         let offset = self.log.len();
         self.log.push(1);
         self.log
             .extend_from_slice(&(node.len() as u32).to_le_bytes());
         self.log.extend_from_slice(node);
-        self.index_entry(offset, name);
+        self.index_entry(offset, name, hash);
+    }
+
+    /// The stored hash of `name`, its home slot prefetched.
+    fn prefetch(&self, name: &[u8]) -> u32 {
+        let hash = Slots::stored(self.hasher.hash_one(name));
+        if let Some(slot) = self.index.home_slot(hash) {
+            crate::sys::prefetch(slot);
+        }
+        hash
     }
 
     /// Indexes the entry just appended at `offset` for the node `name`, marking the
     /// node's earlier pending entry dead.
-    fn index_entry(&mut self, offset: usize, name: &[u8]) {
+    fn index_entry(&mut self, offset: usize, name: &[u8], hash: u32) {
         self.live += 1;
         self.live_bytes += self.log.len() - offset;
-        let hash = self.hasher.hash_one(name);
         let log = &self.log;
-        let entry = self.index.entry(
-            hash,
-            |&(h, at)| h == hash && entry_name(log, at) == Some(name),
-            |&(h, _)| h,
-        );
-        match entry {
-            Entry::Occupied(mut known) => {
-                let (_, earlier) = *known.get();
+        let found = self
+            .index
+            .find_or_make_room(hash, |s| entry_name(log, offset_of(s)) == Some(name));
+        match found {
+            Found::At(i) => {
+                let earlier = offset_of(self.index.get(i));
                 // An entry before the head was handed over already: nothing to replace.
                 if earlier >= self.head {
                     self.log[earlier] = 0;
                     self.live -= 1;
                     self.live_bytes -= HEADER + entry_at(&self.log, earlier).1.len();
                 }
-                known.get_mut().1 = offset;
+                *self.index.get_mut(i) = slot(hash, offset);
             }
-            Entry::Vacant(vacant) => {
-                vacant.insert((hash, offset));
-            }
+            Found::Vacant(i) => self.index.insert_at(i, slot(hash, offset)),
         }
         self.compact_if_wasteful();
     }
@@ -258,11 +266,12 @@ impl Pending {
     fn drop_consumed(&mut self) {
         let head = self.head;
         self.log.drain(..head);
-        self.index.retain(|(_, at)| {
-            if *at < head {
+        self.index.retain(|s| {
+            let at = offset_of(s);
+            if at < head {
                 return false;
             }
-            *at -= head;
+            *s = slot(s.hash, at - head);
             true
         });
         self.head = 0;
@@ -271,20 +280,30 @@ impl Pending {
     /// Keeps the live entries only (in order) and indexes them afresh.
     fn compact(&mut self) {
         let old = std::mem::replace(&mut self.log, Vec::with_capacity(2 * self.live_bytes));
-        self.index.clear();
-        let mut at = self.head;
+        // The live entries' slots move with them; the others go.
+        let head = self.head;
+        let mut moved = Vec::with_capacity(self.live);
+        let mut at = head;
         while at < old.len() {
             let (alive, node) = entry_at(&old, at);
             let next = at + HEADER + node.len();
             if alive {
-                let offset = self.log.len();
+                moved.push((at, self.log.len()));
                 self.log.extend_from_slice(&old[at..next]);
-                let hash = self.hasher.hash_one(node_name(node).unwrap_or_default());
-                self.index.insert_unique(hash, (hash, offset), |&(h, _)| h);
             }
             at = next;
         }
-        self.index.shrink_to(self.live, |&(h, _)| h);
+        // Both lists are in log order: a slot's new offset is found by binary search.
+        self.index.retain(|s| {
+            let at = offset_of(s);
+            match moved.binary_search_by_key(&at, |&(from, _)| from) {
+                Ok(k) if at >= head => {
+                    *s = slot(s.hash, moved[k].1);
+                    true
+                }
+                _ => false,
+            }
+        });
         self.head = 0;
     }
 }
@@ -321,6 +340,21 @@ fn entry_at(log: &[u8], at: usize) -> (bool, &[u8]) {
 /// The name of the entry at `at`.
 fn entry_name(log: &[u8], at: usize) -> Option<&[u8]> {
     node_name(entry_at(log, at).1)
+}
+
+/// The slot of an entry: its stored hash, and its offset split over the slot's two
+/// 32-bit fields.
+fn slot(hash: u32, offset: usize) -> Slot {
+    Slot {
+        hash,
+        chunk: (offset >> 32) as u32,
+        offset: offset as u32,
+    }
+}
+
+/// The log offset a slot points at.
+fn offset_of(slot: &Slot) -> usize {
+    (slot.chunk as usize) << 32 | slot.offset as usize
 }
 
 #[cfg(test)]

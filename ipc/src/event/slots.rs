@@ -1,4 +1,5 @@
-//! The book's index: where each entry lives, found by its name's hash.
+//! The index of the book and of the backlogs: where each entry lives, found by its
+//! name's hash.
 //!
 //! A book of a million fresh nodes inserts a million names nobody asked for before, and
 //! each insertion lands on a random slot of a table far larger than the caches: the
@@ -190,7 +191,26 @@ impl Slots {
     pub fn len(&self) -> usize {
         self.len
     }
+
+    /// How many slots the table has.
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Empties the table, keeping it if it is small (a large one is given back: clearing
+    /// it would cost as much as building it again).
+    pub fn clear(&mut self) {
+        if self.slots.len() > KEPT_ON_CLEAR {
+            *self = Slots::default();
+        } else if self.len > 0 {
+            self.slots.fill(Slot::default());
+            self.len = 0;
+        }
+    }
 }
+
+/// The most slots [`Slots::clear`] keeps.
+const KEPT_ON_CLEAR: usize = 1 << 12;
 
 /// A table size with room for `len` slots at most half full.
 fn size_for(len: usize) -> usize {
@@ -244,6 +264,26 @@ mod tests {
         fn get(&self, key: u32) -> Option<u32> {
             let i = self.slots.find(Self::hash(key), |s| s.chunk == key)?;
             Some(self.slots.slots[i].offset)
+        }
+    }
+
+    #[test]
+    fn a_cleared_table_is_empty_and_fills_again_small_or_large() {
+        for n in [10u32, 10_000] {
+            let mut table = Model::default();
+            for key in 0..n {
+                table.insert(key, key);
+            }
+            table.slots.clear();
+            assert_eq!(table.slots.len(), 0);
+            assert_eq!(table.get(3), None);
+            assert!(
+                table.slots.capacity() <= KEPT_ON_CLEAR,
+                "a large table is given back"
+            );
+            table.insert(3, 30);
+            assert_eq!(table.get(3), Some(30));
+            assert_eq!(table.slots.iter().count(), 1);
         }
     }
 
