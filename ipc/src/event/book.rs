@@ -314,9 +314,12 @@ impl Book {
     /// [`apply`]: Book::apply
     pub fn apply_encoded(&mut self, record: &[u8], out: &mut Vec<u8>) -> Option<()> {
         let update = WireIncremental::parse(record)?;
-        // The changed nodes go to `out` as they are found; their count goes in front
-        // of them at the end (a short move of a few bytes).
+        // The changed nodes go to `out` as they are found, behind room for their count
+        // as long as the record's own; the count is written there at the end. Only a
+        // shorter count (fewer changes than nodes) moves the nodes down.
         let start = out.len();
+        let room = varint(update.len() as u64).1;
+        out.resize(start + room, 0);
         let mut changes = 0u64;
         // Within a record of many nodes (a watcher's backlog goes over in records of
         // a thousand), the slots of the nodes a few places ahead are prefetched.
@@ -335,12 +338,15 @@ impl Book {
                 changes += 1;
             }
         }
-        if changes > 0 {
-            let (count, n) = varint(changes);
-            let end = out.len();
-            out.extend_from_slice(&count[..n]);
-            out.copy_within(start..end, start + n);
-            out[start..start + n].copy_from_slice(&count[..n]);
+        if changes == 0 {
+            out.truncate(start);
+            return Some(());
+        }
+        let (count, n) = varint(changes);
+        out[start..start + n].copy_from_slice(&count[..n]);
+        if n < room {
+            out.copy_within(start + room.., start + n);
+            out.truncate(out.len() - (room - n));
         }
         Some(())
     }
@@ -411,6 +417,35 @@ impl Book {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::Update;
+
+    /// The changes `apply_encoded` writes for `ev` (incremental), decoded.
+    fn apply_encoded(book: &mut Book, ev: &Event) -> Option<Event> {
+        let record = crate::codec::encode(&Update::Incremental(ev.clone()), "update").unwrap();
+        let mut out = vec![7]; // what a batch holds before: left alone
+        book.apply_encoded(&record, &mut out).expect("canonical");
+        assert_eq!(out[0], 7);
+        (out.len() > 1).then(|| crate::codec::decode(&out[1..], "changes").unwrap())
+    }
+
+    #[test]
+    fn encoded_changes_carry_their_own_count_whatever_its_length() {
+        let node = |i: usize, port: u16| {
+            NodeInfo::new(format!("node-{i:03}"), NodeStatus::Up, "10.0.0.1", port)
+        };
+        let mut book = Book::new();
+        // 300 nodes: a three-byte count, and every node a change.
+        let all: Event = (0..300).map(|i| node(i, 1)).collect();
+        assert_eq!(apply_encoded(&mut book, &all), Some(all.clone()));
+        // Nothing new: no changes, nothing written.
+        assert_eq!(apply_encoded(&mut book, &all), None);
+        // Five of 300 changed: a one-byte count in front of them.
+        let moved: Event = (0..300)
+            .map(|i| node(i, if i % 60 == 0 { 2 } else { 1 }))
+            .collect();
+        let expected: Event = (0..300).step_by(60).map(|i| node(i, 2)).collect();
+        assert_eq!(apply_encoded(&mut book, &moved), Some(expected));
+    }
 
     #[test]
     fn the_arena_is_rewritten_when_garbage_outweighs_the_live_entries() {
