@@ -86,7 +86,14 @@ impl Arena {
             .last()
             .is_some_and(|c| c.capacity() - c.len() >= len);
         if !fits {
-            self.chunks.push(Vec::with_capacity(len.max(CHUNK)));
+            let mut chunk = Vec::with_capacity(len.max(CHUNK));
+            // A book past its first chunk is growing fast: its next chunk is mapped in
+            // one call rather than a fault per page (a small book keeps touching only
+            // what it writes).
+            if !self.chunks.is_empty() {
+                let _ = crate::sys::populate(&mut chunk);
+            }
+            self.chunks.push(chunk);
         }
         self.live += len;
         let chunk = self.chunks.len() - 1;

@@ -143,7 +143,10 @@ impl Slots {
     /// Doubles the table (or makes the first one), placing every slot anew.
     fn grow(&mut self) {
         let size = (self.slots.len() * 2).max(MIN_SLOTS);
-        let old = std::mem::replace(&mut self.slots, vec![Slot::default(); size]);
+        let mut slots = Vec::with_capacity(size);
+        let _ = crate::sys::populate(&mut slots);
+        slots.resize(size, Slot::default());
+        let old = std::mem::replace(&mut self.slots, slots);
         let mask = size - 1;
         for slot in old.into_iter().filter(|s| s.hash != 0) {
             let mut i = self.home(slot.hash);

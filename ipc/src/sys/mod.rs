@@ -12,6 +12,8 @@
 //! - [`process`]: what runs between `fork` and `exec` in a child.
 //! - [`alloc::Counting`]: forwards every call to the wrapped allocator unchanged.
 //! - [`prefetch`]: a cache hint, which reads nothing the program sees.
+//! - [`populate`]: asks the kernel to map pages of our own allocation, which changes
+//!   none of its contents.
 
 pub mod alloc;
 pub mod process;
@@ -58,4 +60,70 @@ pub fn prefetch<T>(value: &T) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = value;
+}
+
+/// Asks the kernel to map, in one call, the pages wholly inside the spare capacity of
+/// `buf` (`MADV_POPULATE_WRITE`), so that filling it takes no page fault per page: a
+/// growing book writes megabytes of fresh memory, and each fault is a trap into the
+/// kernel (costly in a VM). A hint: on a kernel without it, nothing happens. Returns
+/// whether the kernel mapped the pages.
+pub fn populate<T>(buf: &mut Vec<T>) -> bool {
+    const PAGE: usize = 4096;
+    let spare = buf.spare_capacity_mut();
+    let start = spare.as_mut_ptr() as usize;
+    let end = start + std::mem::size_of_val(spare);
+    let (first, last) = (start.next_multiple_of(PAGE), end / PAGE * PAGE);
+    if first >= last {
+        return false;
+    }
+    // SAFETY: [first, last) lies inside `buf`'s allocation, which we own (the `&mut`)
+    // and which is mapped read-write; MADV_POPULATE_WRITE only maps its pages (as a
+    // write would, without writing): no byte of it changes and nothing else is touched.
+    // Its error (EINVAL on an old kernel, ENOMEM) leaves the memory as it was.
+    let done = unsafe {
+        libc::madvise(
+            first as *mut libc::c_void,
+            last - first,
+            libc::MADV_POPULATE_WRITE,
+        )
+    };
+    done == 0
+}
+
+#[cfg(test)]
+mod tests {
+    /// Minor page faults of this thread so far (`/proc/thread-self/stat`, field 10).
+    fn minor_faults() -> u64 {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        let (_, rest) = stat.rsplit_once(')').unwrap();
+        rest.split_whitespace().nth(7).unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn populated_memory_is_written_without_a_fault_per_page() {
+        const LEN: usize = 16 << 20;
+        let mut plain: Vec<u8> = Vec::with_capacity(LEN);
+        let before = minor_faults();
+        plain.resize(LEN, 1);
+        let plain_faults = minor_faults() - before;
+
+        let mut populated: Vec<u8> = Vec::with_capacity(LEN);
+        if !super::populate(&mut populated) {
+            eprintln!("MADV_POPULATE_WRITE not supported here: nothing to check");
+            return;
+        }
+        let before = minor_faults();
+        populated.resize(LEN, 1);
+        let populated_faults = minor_faults() - before;
+        // At least one fault per page, or per 2 MiB where huge pages are on.
+        assert!(
+            plain_faults >= 8,
+            "{plain_faults} faults for 16 MiB of fresh pages"
+        );
+        assert!(
+            populated_faults <= plain_faults / 8,
+            "{populated_faults} faults after populate vs {plain_faults} without"
+        );
+        assert!(populated.iter().all(|&b| b == 1) && plain[LEN - 1] == 1);
+    }
 }
