@@ -453,11 +453,12 @@ mod tests {
 
     impl Outbound for Gate {
         fn try_send(&mut self, update: &Update) -> Result<(), TrySendError> {
-            let room = self.room.load(Ordering::SeqCst);
-            if room == 0 {
+            let took = self
+                .room
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |r| r.checked_sub(1));
+            if took.is_err() {
                 return Err(TrySendError::Full);
             }
-            self.room.store(room - 1, Ordering::SeqCst);
             self.taken.lock().unwrap().push(update.clone());
             Ok(())
         }
@@ -498,6 +499,12 @@ mod tests {
                 gate.room.fetch_add(3, Ordering::SeqCst);
             }
         }
+        // Shut the gate and send once more: that change must wait, whatever the flusher
+        // managed to hand over meanwhile.
+        gate.room.store(0, Ordering::SeqCst);
+        let last = node(7, 9, true);
+        truth.apply(Update::Incremental(std::iter::once(last.clone()).collect()));
+        sender.send(std::iter::once(last).collect()).unwrap();
         assert!(sender.is_congested(), "the test must congest the sender");
         gate.room.store(usize::MAX / 2, Ordering::SeqCst);
         assert!(sender.flush(Duration::from_secs(10)), "the backlog drains");
