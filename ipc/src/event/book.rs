@@ -30,7 +30,7 @@ use bincode::config::{self, Configuration};
 use foldhash::fast::RandomState;
 
 use super::slots::{Found, Slot, Slots};
-use super::wire::{first_name, varint, WireIncremental};
+use super::wire::{first_name, varint, NodeSpan, WireIncremental};
 use super::{Event, NodeInfo, NodeStatus};
 
 /// The encoding of an entry's address part (standard bincode, as on the wire).
@@ -173,6 +173,8 @@ pub struct Book {
     hasher: RandomState,
     /// The address part of the node at hand.
     address: Vec<u8>,
+    /// Where the nodes of the record at hand lie.
+    spans: Vec<NodeSpan>,
 }
 
 impl std::fmt::Debug for Book {
@@ -320,7 +322,13 @@ impl Book {
     ///
     /// [`apply`]: Book::apply
     pub fn apply_encoded(&mut self, record: &[u8], out: &mut Vec<u8>) -> Option<()> {
-        let update = WireIncremental::parse(record)?;
+        // The record is read once: where its nodes lie is kept in `spans`.
+        let mut spans = std::mem::take(&mut self.spans);
+        let Some(update) = WireIncremental::parse_spans(record, &mut spans) else {
+            self.spans = spans;
+            return None;
+        };
+        let event = update.event_bytes();
         // The changed nodes go to `out` as they are found, behind room for their count
         // as long as the record's own; the count is written there at the end. Only a
         // shorter count (fewer changes than nodes) moves the nodes down.
@@ -330,11 +338,11 @@ impl Book {
         let mut changes = 0u64;
         // Within a record of many nodes (a watcher's backlog goes over in records of
         // a thousand), the slots of the nodes a few places ahead are prefetched.
-        let mut ahead = update.nodes().skip(Self::PREFETCH_AHEAD);
-        for node in update.nodes() {
-            if let Some(later) = ahead.next() {
-                self.prefetch_name(later.name);
+        for (i, span) in spans.iter().enumerate() {
+            if let Some(later) = spans.get(i + Self::PREFETCH_AHEAD) {
+                self.prefetch_name(later.name(event));
             }
+            let node = span.node(event);
             let change = if node.up {
                 self.set_up_encoded(node.name, node.address)
             } else {
@@ -345,6 +353,7 @@ impl Book {
                 changes += 1;
             }
         }
+        self.spans = spans;
         if changes == 0 {
             out.truncate(start);
             return Some(());

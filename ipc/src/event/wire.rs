@@ -71,16 +71,42 @@ impl<'a> WireIncremental<'a> {
     /// Reads `event` (an encoded [`super::Event`], such as a change the host sends a
     /// reactor) if it is in canonical form and fills `event` exactly; `None` otherwise.
     pub fn parse_event(event: &'a [u8]) -> Option<Self> {
+        Self::parse_event_with(event, |_| {})
+    }
+
+    /// [`parse`](Self::parse), also leaving where each node lies in `spans` (cleared
+    /// first): a caller that walks the nodes more than once (the book, which looks a
+    /// few nodes ahead) reads each node's bytes once. `spans` is unspecified on `None`.
+    pub fn parse_spans(record: &'a [u8], spans: &mut Vec<NodeSpan>) -> Option<Self> {
+        spans.clear();
+        let (&tag, event) = record.split_first()?;
+        if tag != INCREMENTAL {
+            return None;
+        }
+        Self::parse_event_with(event, |span| spans.push(span))
+    }
+
+    fn parse_event_with(event: &'a [u8], mut each: impl FnMut(NodeSpan)) -> Option<Self> {
         let mut cursor = Cursor::new(event);
         let count = usize::try_from(cursor.varint()?).ok()?;
         let first = cursor.pos;
         let mut previous: Option<&[u8]> = None;
         for _ in 0..count {
+            let start = cursor.pos;
             let node = cursor.node()?;
             if previous.is_some_and(|p| p >= node.name) {
                 return None;
             }
             previous = Some(node.name);
+            let address = cursor.pos - node.address.len();
+            each(NodeSpan {
+                start,
+                // The status byte lies between the name and the address.
+                name: address - 1 - node.name.len(),
+                address,
+                end: cursor.pos,
+                up: node.up,
+            });
         }
         if cursor.pos != event.len() {
             return None;
@@ -116,6 +142,35 @@ impl<'a> WireIncremental<'a> {
             },
             left: self.count,
         }
+    }
+}
+
+/// Where one node lies in the event of a [`WireIncremental`] (byte offsets into
+/// [`WireIncremental::event_bytes`]), from [`WireIncremental::parse_spans`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeSpan {
+    start: usize,
+    name: usize,
+    address: usize,
+    end: usize,
+    up: bool,
+}
+
+impl NodeSpan {
+    /// The node, read from the event bytes its record was parsed from. Other bytes give
+    /// some other slices (or a panic when too short): this is for the parser's caller.
+    pub fn node<'a>(&self, event: &'a [u8]) -> WireNode<'a> {
+        WireNode {
+            name: &event[self.name..self.address - 1],
+            up: self.up,
+            address: &event[self.address..self.end],
+            bytes: &event[self.start..self.end],
+        }
+    }
+
+    /// The node's name, read as [`node`](Self::node) does.
+    pub fn name<'a>(&self, event: &'a [u8]) -> &'a [u8] {
+        &event[self.name..self.address - 1]
     }
 }
 
@@ -396,6 +451,14 @@ mod tests {
                 let decoded: NodeInfo = codec::decode(wire.bytes, "node").unwrap();
                 prop_assert_eq!(&decoded, node);
             }
+            // The spans give the same nodes.
+            let mut spans = vec![];
+            let view = WireIncremental::parse_spans(&record, &mut spans).expect("canonical");
+            prop_assert_eq!(spans.len(), ev.len());
+            for (span, wire) in spans.iter().zip(view.nodes()) {
+                prop_assert_eq!(span.node(view.event_bytes()), wire);
+                prop_assert_eq!(span.name(view.event_bytes()), wire.name);
+            }
         }
 
         /// Whatever the bytes, parsing never panics, and what it accepts decodes to the
@@ -411,6 +474,11 @@ mod tests {
                 let i = at.index(record.len());
                 record[i] = byte;
             }
+            let mut spans = vec![];
+            prop_assert_eq!(
+                WireIncremental::parse_spans(&record, &mut spans).is_some(),
+                WireIncremental::parse(&record).is_some()
+            );
             if let Some(view) = WireIncremental::parse(&record) {
                 let update: Update = codec::decode(&record, "update").expect("accepted bytes decode");
                 let Update::Incremental(decoded) = update else {
