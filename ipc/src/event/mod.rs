@@ -41,6 +41,7 @@ use std::collections::btree_set::{self, BTreeSet};
 use std::collections::BTreeMap;
 use std::fmt;
 
+use bincode::de::read::Reader;
 use bincode::de::Decoder;
 use bincode::enc::Encoder;
 use bincode::error::{DecodeError, EncodeError};
@@ -138,6 +139,10 @@ pub struct Event {
 
 /// The most nodes a vector-form event takes insertions into its middle.
 const SMALL_EVENT: usize = 16;
+
+/// The fewest bytes an encoded node takes: the lengths of an empty name and host, the
+/// status, a one-byte port and an empty meta count.
+const MIN_NODE_BYTES: usize = 5;
 
 /// Where `name` is, or would go, in a vector of nodes sorted by name.
 fn position(list: &[NodeInfo], name: &str) -> Result<usize, usize> {
@@ -452,10 +457,18 @@ impl Encode for Event {
 /// Decoding keeps the event's rule: a repeated name replaces the earlier entry.
 impl<Context> Decode<Context> for Event {
     fn decode<D: Decoder<Context = Context>>(decoder: &mut D) -> Result<Self, DecodeError> {
-        let len = u64::decode(decoder)?;
+        let len = usize::try_from(u64::decode(decoder)?).unwrap_or(usize::MAX);
+        // A forged length must not reserve memory: the whole length is reserved only
+        // when the input has room for that many nodes (read from a slice, it can tell),
+        // else at most the small form's capacity.
+        let room = len.saturating_mul(MIN_NODE_BYTES);
+        let capacity = if decoder.reader().peek_read(room).is_some() {
+            len
+        } else {
+            len.min(SMALL_EVENT)
+        };
         let mut ev = Event {
-            // A forged length must not reserve memory: at most the small form's capacity.
-            nodes: Nodes::Small(Vec::with_capacity((len as usize).min(SMALL_EVENT))),
+            nodes: Nodes::Small(Vec::with_capacity(capacity)),
         };
         for _ in 0..len {
             // Each node claims its own bytes from the decoder's limit, so a forged length

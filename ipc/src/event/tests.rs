@@ -16,6 +16,31 @@ fn names(ev: &Event) -> Vec<&str> {
     ev.nodes().map(|n| n.name.as_str()).collect()
 }
 
+/// The capacity of a vector-form event.
+fn capacity(ev: &Event) -> usize {
+    match &ev.nodes {
+        Nodes::Small(list) => list.capacity(),
+        Nodes::Large(_) => 0,
+    }
+}
+
+#[test]
+fn a_decoded_event_reserves_its_nodes_once_and_a_forged_count_reserves_nothing() {
+    let ev: Event = (0..1000)
+        .map(|i| up(&format!("n{i:04}"), "10.0.0.1", 80))
+        .collect();
+    let bytes = crate::codec::encode(&ev, "event").unwrap();
+    let decoded: Event = crate::codec::decode(&bytes, "event").unwrap();
+    assert_eq!(decoded, ev);
+    assert_eq!(capacity(&decoded), 1000, "reserved once, not grown");
+    // A count of 2^40 nodes in front of one node's bytes: an error, and no attempt to
+    // reserve terabytes (that would abort the test).
+    let (count, n) = wire::varint(1 << 40);
+    let mut forged = count[..n].to_vec();
+    forged.extend_from_slice(&crate::codec::encode(&up("a", "h", 1), "node").unwrap());
+    assert!(crate::codec::decode::<Event>(&forged, "event").is_err());
+}
+
 #[test]
 fn later_entry_for_a_name_replaces_the_earlier() {
     let mut ev = Event::with_node("n1", NodeStatus::Up, "127.0.0.1", 80);
