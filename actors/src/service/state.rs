@@ -10,8 +10,8 @@
 //! [`Pending`] log of encoded nodes): while the sink has room, the encoded changes are
 //! pushed to every sink; when a sink is full, the changes' nodes for that reactor
 //! coalesce in its backlog (latest per node wins), still encoded, until its flusher
-//! hands them over as ready-made records. A slow reactor thus never slows the watchers or the
-//! other reactors, and the memory it costs is bounded by the number of nodes.
+//! hands them over as ready-made records. A slow reactor thus never slows the watchers
+//! or the other reactors, and the memory it costs is bounded by the number of nodes.
 //!
 //! This struct is plain data and logic: the endpoint threads call it under the service's
 //! mutex, and the unit tests call it directly.

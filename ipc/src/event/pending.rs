@@ -45,8 +45,9 @@ const HEADER: usize = 1 + 4;
 /// The variant index of `Update::Incremental`, the first byte of an update record.
 const INCREMENTAL: u8 = 0;
 
-/// Garbage (consumed or replaced entries) the log may hold before it is rewritten, if
-/// the garbage also outweighs the live entries.
+/// Garbage of either kind (handed-over entries at the front, replaced ones among the
+/// pending) the log may hold before that kind is dropped, if it also outweighs the
+/// live entries.
 pub const COMPACT_AFTER: usize = 1 << 20;
 
 /// The size past which a record of a piece takes no more nodes (well under the ring's
