@@ -17,6 +17,7 @@ use actors::service::{EventSink, ServiceState, SinkClosed};
 use criterion::{criterion_group, Criterion, Throughput};
 use ipc::codec;
 use ipc::event::{Event, NodeStatus, Update};
+use ipc::records::Records;
 use ipc::sys::alloc::Counting;
 
 /// The host's allocator, counted, so the bench can report allocations per event.
@@ -27,7 +28,7 @@ static GLOBAL: Counting<mimalloc::MiMalloc> = Counting::new(mimalloc::MiMalloc);
 struct KeepUp(u64);
 
 impl EventSink for KeepUp {
-    fn try_push(&mut self, records: &[&[u8]]) -> Result<usize, SinkClosed> {
+    fn try_push(&mut self, records: &Records) -> Result<usize, SinkClosed> {
         self.0 += records.iter().map(|r| r.len() as u64).sum::<u64>();
         Ok(records.len())
     }

@@ -14,6 +14,7 @@
 //! - [`semaphore`]: `NamedSemaphore`, a safe owner of a named POSIX semaphore.
 //! - [`names`]: the `/dev/shm` naming scheme and `sweep_stale` for names of dead hosts.
 //! - [`ring`]: `ShmRing`, the single-producer single-consumer record ring.
+//! - [`records`]: `Records`, byte records in one buffer (a drained batch, a piece).
 //! - [`control`]: the control protocol: frames, handshake, requests and both ends.
 //! - [`panic`]: turning a panic at a boundary into an error with its message.
 #![deny(clippy::undocumented_unsafe_blocks)]
@@ -24,6 +25,7 @@ pub mod control;
 pub mod event;
 pub mod names;
 pub mod panic;
+pub mod records;
 pub mod ring;
 pub mod semaphore;
 pub mod shm;

@@ -74,6 +74,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::names;
+use crate::records::Records;
 use crate::semaphore::NamedSemaphore;
 use crate::shm::SharedSegment;
 use crate::sys::shm::Mapping;
@@ -544,12 +545,18 @@ impl RingProducer {
     /// Writes as many of `records` as fit, in order, publishes them at once, and returns
     /// how many were written (0 when the ring is full). A record over the limit fails
     /// the whole call before anything is written.
-    pub fn try_push_batch<R: AsRef<[u8]>>(&mut self, records: &[R]) -> Result<usize, RingError> {
+    pub fn try_push_batch<I>(&mut self, records: I) -> Result<usize, RingError>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<[u8]>,
+        I::IntoIter: Clone,
+    {
         if let Some(e) = &self.broken {
             return Err(e.clone());
         }
+        let records = records.into_iter();
         let max = self.ring.max_record;
-        if let Some(r) = records.iter().find(|r| r.as_ref().len() > max) {
+        if let Some(r) = records.clone().find(|r| r.as_ref().len() > max) {
             return Err(RingError::TooLarge {
                 len: r.as_ref().len(),
                 max,
@@ -685,7 +692,8 @@ pub struct RingConsumer {
     ring: Arc<ShmRing>,
     spin: Duration,
     head: u64,
-    scratch: Vec<u8>,
+    /// The records of a [`drain`](RingConsumer::drain), kept for their memory.
+    scratch: Records,
     broken: Option<RingError>,
 }
 
@@ -715,7 +723,7 @@ impl RingConsumer {
             ring: Arc::new(ring),
             spin: DEFAULT_SPIN,
             head,
-            scratch: Vec::new(),
+            scratch: Records::new(),
             broken: None,
         }
     }
@@ -733,6 +741,18 @@ impl RingConsumer {
     /// Hands `f` every record published so far, in order, and returns how many; 0 when
     /// there are none. `Err(Closed)` once the producer closed and everything was read.
     pub fn drain(&mut self, mut f: impl FnMut(&[u8])) -> Result<usize, RingError> {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        let drained = self.drain_into(&mut scratch);
+        scratch.iter().for_each(&mut f);
+        self.scratch = scratch;
+        drained
+    }
+
+    /// Like [`drain`](Self::drain), but appends the records to `out` (the bytes are
+    /// copied out of the shared segment once, into `out`'s buffer). On a corrupt ring
+    /// the records before the damage are in `out` and the error is returned.
+    pub fn drain_into(&mut self, out: &mut Records) -> Result<usize, RingError> {
         if let Some(e) = &self.broken {
             return Err(e.clone());
         }
@@ -745,43 +765,39 @@ impl RingConsumer {
             }
             return Ok(0);
         }
-        match self.copy_out(tail) {
-            Ok(()) => {}
-            Err(e) => {
-                self.broken = Some(e.clone());
-                return Err(e);
-            }
+        let (bytes, spans) = out.parts_mut();
+        let base = bytes.len();
+        if let Err(e) = self.copy_out(tail, bytes) {
+            bytes.truncate(base);
+            self.broken = Some(e.clone());
+            return Err(e);
         }
         let start = self.head;
         self.head = tail;
         self.ring.head().store(tail, Ordering::Release);
         self.ring.wake(OFF_PRODUCER_WAITING, &self.ring.space);
-        match parse(
-            &self.scratch,
-            start,
-            self.ring.capacity,
-            self.ring.max_record,
-            &mut f,
-        ) {
-            Ok(n) => Ok(n),
-            Err(detail) => {
-                let e = self.ring.corrupt(detail);
-                self.broken = Some(e.clone());
-                Err(e)
-            }
-        }
+        let (capacity, max_record) = (self.ring.capacity, self.ring.max_record);
+        let parsed = parse(&bytes[base..], start, capacity, max_record, &mut |r| {
+            spans.push(base + r.start..base + r.end)
+        });
+        parsed.map_err(|detail| {
+            let e = self.ring.corrupt(detail);
+            self.broken = Some(e.clone());
+            e
+        })
     }
 
-    /// Copies the published bytes [head, tail) into the scratch buffer.
-    fn copy_out(&mut self, tail: u64) -> Result<(), RingError> {
+    /// Appends the published bytes [head, tail) to `buf`.
+    fn copy_out(&mut self, tail: u64, buf: &mut Vec<u8>) -> Result<(), RingError> {
         let used = self.ring.check_positions(self.head, tail)? as usize;
         let cap = self.ring.capacity as usize;
         let index = (self.head & (self.ring.capacity - 1)) as usize;
         let first = used.min(cap - index);
-        self.scratch.resize(used, 0);
+        let base = buf.len();
+        buf.resize(base + used, 0);
         let m = self.ring.m();
-        let ok = m.read(OFF_DATA + index, &mut self.scratch[..first])
-            && m.read(OFF_DATA, &mut self.scratch[first..]);
+        let ok = m.read(OFF_DATA + index, &mut buf[base..base + first])
+            && m.read(OFF_DATA, &mut buf[base + first..]);
         if ok {
             Ok(())
         } else {
@@ -803,6 +819,21 @@ impl RingConsumer {
         }
         self.wait(timeout)?;
         self.drain(f)
+    }
+
+    /// Like [`drain_into`](Self::drain_into), but waits up to `timeout` for the first
+    /// record.
+    pub fn drain_timeout_into(
+        &mut self,
+        timeout: Duration,
+        out: &mut Records,
+    ) -> Result<usize, RingError> {
+        let n = self.drain_into(out)?;
+        if n > 0 || timeout.is_zero() {
+            return Ok(n);
+        }
+        self.wait(timeout)?;
+        self.drain_into(out)
     }
 
     /// Waits up to `timeout` until a record is published or the producer closes; true if
@@ -851,13 +882,14 @@ impl RingWaker {
     }
 }
 
-/// Parses the records of `bytes`, copied from ring position `start`, into `f`.
+/// Parses the records of `bytes`, copied from ring position `start`: `f` gets where each
+/// record lies in `bytes`.
 fn parse(
     bytes: &[u8],
     start: u64,
     capacity: u64,
     max_record: usize,
-    f: &mut impl FnMut(&[u8]),
+    f: &mut impl FnMut(std::ops::Range<usize>),
 ) -> Result<usize, String> {
     let mut off = 0usize;
     let mut count = 0;
@@ -890,7 +922,7 @@ fn parse(
         if need > left || need as u64 > capacity - index {
             return Err(format!("record at position {pos} of {len} bytes runs past the published data or the buffer's end"));
         }
-        f(&bytes[off + LEN_BYTES..off + LEN_BYTES + len]);
+        f(off + LEN_BYTES..off + LEN_BYTES + len);
         off += need;
         count += 1;
     }

@@ -14,6 +14,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use ipc::event::{Event, Framing, NodeInfo, Pending, Update};
+use ipc::records::Records;
 use thiserror::Error;
 
 use crate::Close;
@@ -43,7 +44,7 @@ pub(crate) trait Outbound: Send + 'static {
     /// Hands over as many of `records` (encoded updates, in order) as fit now; returns
     /// how many went. By default each is decoded and sent with `try_send` (in-process
     /// transports); the ring pushes the bytes as they are.
-    fn try_send_records(&mut self, records: &[Vec<u8>]) -> Result<usize, TrySendError> {
+    fn try_send_records(&mut self, records: &Records) -> Result<usize, TrySendError> {
         for (went, record) in records.iter().enumerate() {
             let update: Update = ipc::codec::decode(record, "update")
                 .map_err(|e| TrySendError::Closed(e.to_string()))?;
@@ -71,8 +72,9 @@ pub(crate) trait Outbound: Send + 'static {
 
 /// The reactor side of a transport.
 pub(crate) trait Inbound: Send + 'static {
-    /// Appends every event available to `out`, first waiting up to `timeout` when there
-    /// is none. `Err` when the stream is over (and nothing more will come).
+    /// Appends events that have arrived to `out` (at least one when any has), first
+    /// waiting up to `timeout` when none has. `Err` when the stream is over (and nothing
+    /// more will come).
     fn recv_into(&mut self, out: &mut VecDeque<Event>, timeout: Duration) -> Result<(), Closed>;
 
     /// A function that cuts a wait in `recv_into` short, from any thread.

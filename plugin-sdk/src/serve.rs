@@ -29,6 +29,7 @@ use ipc::codec;
 use ipc::control::{EndpointId, Notice, Notifier, PluginConnection, RecvError, Request};
 use ipc::event::{Event, Update};
 use ipc::panic::catch_panic;
+use ipc::records::Records;
 use ipc::ring::{RingConsumer, RingError, RingProducer, RingWaker};
 
 use crate::events::{Inbound, Outbound, TrySendError};
@@ -109,12 +110,17 @@ struct RingOutbound {
 /// goes to the coalescing backlog instead: about one batch of the host's pump.
 const FULL_GRACE: Duration = Duration::from_micros(20);
 
-/// What a ring's refusal means to the sender: the stream is over.
-fn closed(e: RingError) -> TrySendError {
-    TrySendError::Closed(match e {
+/// Why a ring's stream is over, as the plugin's side of it says.
+fn ring_closed(e: RingError) -> String {
+    match e {
         RingError::Closed => "the host closed the endpoint".into(),
         e => e.to_string(),
-    })
+    }
+}
+
+/// What a ring's refusal means to the sender: the stream is over.
+fn closed(e: RingError) -> TrySendError {
+    TrySendError::Closed(ring_closed(e))
 }
 
 impl Outbound for RingOutbound {
@@ -132,8 +138,8 @@ impl Outbound for RingOutbound {
         }
     }
 
-    fn try_send_records(&mut self, records: &[Vec<u8>]) -> Result<usize, TrySendError> {
-        self.producer.try_push_batch(records).map_err(closed)
+    fn try_send_records(&mut self, records: &Records) -> Result<usize, TrySendError> {
+        self.producer.try_push_batch(records.iter()).map_err(closed)
     }
 
     fn try_send_raw(&mut self, record: &[u8]) -> Result<bool, TrySendError> {
@@ -156,11 +162,9 @@ impl Outbound for RingOutbound {
 /// made the allocator grow and shrink its heap with every drain).
 struct RingInbound {
     consumer: RingConsumer,
-    /// The records of the last drain, back to back.
-    raw: Vec<u8>,
-    /// Where each record not yet decoded ends in `raw`, in order.
-    ends: VecDeque<usize>,
-    /// Where the next record starts in `raw`.
+    /// The records of the last drain.
+    records: Records,
+    /// The next of them to decode.
     next: usize,
     /// How the stream ended, once the records before the end are delivered.
     end: Option<Closed>,
@@ -170,47 +174,35 @@ impl RingInbound {
     fn new(consumer: RingConsumer) -> Self {
         RingInbound {
             consumer,
-            raw: Vec::new(),
-            ends: VecDeque::new(),
+            records: Records::new(),
             next: 0,
             end: None,
         }
     }
 
-    /// Takes what the ring has (waiting up to `timeout` for it) into `raw`.
+    /// Takes what the ring has (waiting up to `timeout` for it) into `records`.
     fn fill(&mut self, timeout: Duration) {
-        self.raw.clear();
+        self.records.clear();
         self.next = 0;
-        let (raw, ends) = (&mut self.raw, &mut self.ends);
-        let drained = self.consumer.drain_timeout(timeout, |record| {
-            raw.extend_from_slice(record);
-            ends.push_back(raw.len());
+        let drained = self.consumer.drain_timeout_into(timeout, &mut self.records);
+        self.end = drained.err().map(|e| Closed {
+            reason: ring_closed(e),
         });
-        self.end = match drained {
-            Ok(_) => None,
-            Err(RingError::Closed) => Some(Closed {
-                reason: "the host closed the endpoint".into(),
-            }),
-            Err(e) => Some(Closed {
-                reason: e.to_string(),
-            }),
-        };
     }
 }
 
 impl Inbound for RingInbound {
     fn recv_into(&mut self, out: &mut VecDeque<Event>, timeout: Duration) -> Result<(), Closed> {
-        if self.ends.is_empty() {
+        if self.next == self.records.len() {
             if let Some(end) = &self.end {
                 return Err(end.clone());
             }
             self.fill(timeout);
         }
-        let Some(end) = self.ends.pop_front() else {
+        let Some(record) = self.records.get(self.next) else {
             return self.end.clone().map_or(Ok(()), Err);
         };
-        let record = &self.raw[self.next..end];
-        self.next = end;
+        self.next += 1;
         match codec::decode::<Event>(record, "event") {
             Ok(event) => {
                 out.push_back(event);
@@ -219,7 +211,7 @@ impl Inbound for RingInbound {
             Err(e) => {
                 // A frame that does not decode ends the stream; what came before it
                 // was delivered.
-                self.ends.clear();
+                self.next = self.records.len();
                 let closed = Closed {
                     reason: e.to_string(),
                 };

@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use ipc::records::Records;
 use ipc::ring::{OpenError, RingConfig, RingConsumer, RingError, RingProducer};
 
 use super::session::{ReactorRing, SessionEnd, WatcherRing};
@@ -15,18 +16,16 @@ use crate::service::{EventSink, SinkClosed};
 pub struct HostWatcherRing(RingConsumer);
 
 impl WatcherRing for HostWatcherRing {
-    fn drain(
-        &mut self,
-        timeout: Duration,
-        each: &mut dyn FnMut(&[u8]),
-    ) -> Result<usize, SessionEnd> {
-        self.0.drain_timeout(timeout, each).map_err(|e| match e {
-            RingError::Closed => SessionEnd::Finished,
-            RingError::PeerGone { pid } => {
-                SessionEnd::Failed(format!("the plugin process {pid} is gone"))
-            }
-            other => SessionEnd::Failed(other.to_string()),
-        })
+    fn drain(&mut self, timeout: Duration, into: &mut Records) -> Result<usize, SessionEnd> {
+        self.0
+            .drain_timeout_into(timeout, into)
+            .map_err(|e| match e {
+                RingError::Closed => SessionEnd::Finished,
+                RingError::PeerGone { pid } => {
+                    SessionEnd::Failed(format!("the plugin process {pid} is gone"))
+                }
+                other => SessionEnd::Failed(other.to_string()),
+            })
     }
 }
 
@@ -34,9 +33,9 @@ impl WatcherRing for HostWatcherRing {
 pub struct HostReactorRing(RingProducer);
 
 impl EventSink for HostReactorRing {
-    fn try_push(&mut self, records: &[&[u8]]) -> Result<usize, SinkClosed> {
+    fn try_push(&mut self, records: &Records) -> Result<usize, SinkClosed> {
         self.0
-            .try_push_batch(records)
+            .try_push_batch(records.iter())
             .map_err(|e| SinkClosed(e.to_string()))
     }
 

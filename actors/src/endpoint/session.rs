@@ -13,20 +13,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use crate::service::{EventSink, Flush, Records, ServiceState};
+use ipc::records::Records;
+
+use crate::service::{EventSink, Flush, ServiceState};
 
 /// How long one wait on a ring lasts before the stop flag is checked again.
 pub const WAIT_SLICE: Duration = Duration::from_millis(100);
 
 /// What the host needs of a watcher session's ring: the consumer side.
 pub trait WatcherRing: Send {
-    /// Waits up to `timeout` for records, then hands every record available to `each`.
-    /// `Ok(n)`: `n` records were handed over (0 on timeout). `Err`: the session is over.
-    fn drain(
-        &mut self,
-        timeout: Duration,
-        each: &mut dyn FnMut(&[u8]),
-    ) -> Result<usize, SessionEnd>;
+    /// Waits up to `timeout` for records, then appends every record available to
+    /// `into`. `Ok(n)`: `n` records were appended (0 on timeout). `Err`: the session is
+    /// over.
+    fn drain(&mut self, timeout: Duration, into: &mut Records) -> Result<usize, SessionEnd>;
 }
 
 /// What the host needs of a reactor session's ring: the producer side.
@@ -116,15 +115,15 @@ pub fn pump_watcher(
     watcher: String,
     stop: Arc<AtomicBool>,
 ) -> SessionEnd {
-    // The ring lends its records only during a drain, and the service lock is not held
-    // while a drain waits: the batch is collected, then applied under one lock.
+    // The service lock is not held while a drain waits: the batch is drained (copied
+    // out of the ring once), then applied under one lock.
     let mut batch = Records::new();
     loop {
         if stop.load(Ordering::Acquire) {
             return SessionEnd::Stopped;
         }
         batch.clear();
-        let drained = ring.drain(WAIT_SLICE, &mut |record| batch.push(record));
+        let drained = ring.drain(WAIT_SLICE, &mut batch);
         if !batch.is_empty() {
             let applied = core.lock().apply_records(&watcher, batch.iter());
             core.wake_flushers(&applied.congested);

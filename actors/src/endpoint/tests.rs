@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use ipc::codec;
 use ipc::event::{Book, Event, NodeStatus, Update};
+use ipc::records::Records;
 
 use super::session::*;
 use crate::service::{EventSink, ServiceState, SinkClosed};
@@ -15,11 +16,7 @@ use crate::service::{EventSink, ServiceState, SinkClosed};
 struct ChannelRing(Receiver<Option<Vec<u8>>>);
 
 impl WatcherRing for ChannelRing {
-    fn drain(
-        &mut self,
-        timeout: Duration,
-        each: &mut dyn FnMut(&[u8]),
-    ) -> Result<usize, SessionEnd> {
+    fn drain(&mut self, timeout: Duration, into: &mut Records) -> Result<usize, SessionEnd> {
         let mut n = 0;
         let first = match self.0.recv_timeout(timeout) {
             Ok(msg) => msg,
@@ -31,7 +28,7 @@ impl WatcherRing for ChannelRing {
         for msg in std::iter::once(first).chain(std::iter::from_fn(|| self.0.try_recv().ok())) {
             match msg {
                 Some(record) => {
-                    each(&record);
+                    into.push(&record);
                     n += 1;
                 }
                 None => return Err(SessionEnd::Finished),
@@ -58,10 +55,10 @@ impl SharedRing {
 }
 
 impl EventSink for SharedRing {
-    fn try_push(&mut self, records: &[&[u8]]) -> Result<usize, SinkClosed> {
+    fn try_push(&mut self, records: &Records) -> Result<usize, SinkClosed> {
         let mut inner = self.inner.lock().unwrap();
         let n = records.len().min(inner.1);
-        for r in &records[..n] {
+        for r in records.iter().take(n) {
             inner.0.push(codec::decode(r, "event").unwrap());
         }
         inner.1 -= n;

@@ -22,7 +22,7 @@ use ipc::codec::{self, DecodeFrameError};
 use ipc::event::wire::WireIncremental;
 use ipc::event::{Book, Event, Framing, Pending, Update};
 
-use super::Records;
+use ipc::records::Records;
 
 /// The most nodes one record to a reactor carries: a bigger backlog (a reactor that
 /// fell far behind, or the full state of a large service) goes over in several records,
@@ -38,7 +38,7 @@ pub const DIRECT_RECORD_BYTES: usize = 64 << 10;
 pub trait EventSink: Send {
     /// Hands over as many of `records` (encoded events, in order) as fit now and returns
     /// how many it took. `Err` when the reactor side is gone.
-    fn try_push(&mut self, records: &[&[u8]]) -> Result<usize, SinkClosed>;
+    fn try_push(&mut self, records: &Records) -> Result<usize, SinkClosed>;
 
     /// Whether the reactor has read everything pushed so far.
     fn is_consumed(&self) -> bool;
@@ -252,11 +252,10 @@ impl ServiceState {
         self.stats.changes_out += changes.len() as u64;
         // A change too big for one record goes through the backlog, which splits it.
         let direct = changes.iter().all(|c| c.len() <= DIRECT_RECORD_BYTES);
-        let records: Vec<&[u8]> = changes.iter().collect();
         let mut congested = Vec::new();
         for (name, out) in &mut self.reactors {
             let pushed = match (&mut out.sink, out.backlog.is_empty() && direct) {
-                (Some(sink), true) => match sink.try_push(&records) {
+                (Some(sink), true) => match sink.try_push(changes) {
                     Ok(n) => n,
                     Err(e) => {
                         tracing::warn!(service = %self.name, reactor = %name, "{e}; keeping its events until it reconnects");
@@ -266,9 +265,9 @@ impl ServiceState {
                 },
                 _ => 0,
             };
-            if pushed < records.len() {
-                self.stats.deferred += (records.len() - pushed) as u64;
-                for change in &records[pushed..] {
+            if pushed < changes.len() {
+                self.stats.deferred += (changes.len() - pushed) as u64;
+                for change in changes.iter().skip(pushed) {
                     defer_change(&self.name, &mut out.backlog, change);
                 }
                 if out.sink.is_some() {
@@ -332,11 +331,10 @@ impl ServiceState {
         };
         while !out.backlog.is_empty() {
             let piece = out.backlog.piece(CHUNK_NODES);
-            let records: Vec<&[u8]> = piece.records.iter().map(Vec::as_slice).collect();
-            match sink.try_push(&records) {
+            match sink.try_push(&piece.records) {
                 Ok(went) => {
                     out.backlog.consume(&piece, went);
-                    if went < records.len() {
+                    if went < piece.records.len() {
                         return Flush::Pending;
                     }
                 }

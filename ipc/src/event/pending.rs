@@ -38,6 +38,7 @@ use super::slots::{Found, Slot, Slots};
 use super::wire::{node_name, varint};
 use super::{Event, NodeInfo};
 use crate::codec;
+use crate::records::Records;
 
 /// The header of an entry: the alive flag and the node's length.
 const HEADER: usize = 1 + 4;
@@ -83,8 +84,8 @@ pub struct Pending {
 /// Records ready for the ring, from [`Pending::piece`].
 #[derive(Debug, Default)]
 pub struct Piece {
-    /// Each record, encoded.
-    pub records: Vec<Vec<u8>>,
+    /// The records, encoded.
+    pub records: Records,
     /// Where the log's head goes once record `i` and those before it were taken.
     ends: Vec<usize>,
 }
@@ -313,16 +314,15 @@ impl Piece {
     /// Appends a record of the nodes at `ranges`; the head moves to `end` once it went.
     fn push_record(&mut self, framing: Framing, log: &[u8], ranges: &[(usize, usize)], end: usize) {
         let (count, n) = varint(ranges.len() as u64);
-        let size: usize = ranges.iter().map(|(s, e)| e - s).sum();
-        let mut record = Vec::with_capacity(1 + n + size);
-        if framing == Framing::Update {
-            record.push(INCREMENTAL);
-        }
-        record.extend_from_slice(&count[..n]);
-        for &(start, stop) in ranges {
-            record.extend_from_slice(&log[start..stop]);
-        }
-        self.records.push(record);
+        self.records.write_with(|record| {
+            if framing == Framing::Update {
+                record.push(INCREMENTAL);
+            }
+            record.extend_from_slice(&count[..n]);
+            for &(start, stop) in ranges {
+                record.extend_from_slice(&log[start..stop]);
+            }
+        });
         self.ends.push(end);
     }
 
@@ -373,8 +373,10 @@ mod tests {
 
     /// Decodes the records of a piece into the nodes they carry, in order.
     fn nodes_of(piece: &Piece, records: usize) -> Vec<NodeInfo> {
-        piece.records[..records]
+        piece
+            .records
             .iter()
+            .take(records)
             .flat_map(|r| {
                 let update: Update = codec::decode(r, "update").unwrap();
                 assert!(

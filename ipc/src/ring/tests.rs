@@ -24,6 +24,23 @@ fn scribble(base: &str, offset: usize, bytes: &[u8]) {
 }
 
 #[test]
+fn drain_into_appends_the_records_behind_what_is_there() {
+    let (mut producer, mut consumer) = pair(4096);
+    let mut out = crate::records::Records::new();
+    out.push(b"earlier");
+    // Enough rounds to wrap the ring: the records still come out whole.
+    for round in 0..40u8 {
+        let batch = [vec![round; 100], vec![], vec![round; 7]];
+        assert_eq!(producer.try_push_batch(&batch).unwrap(), 3);
+        assert_eq!(consumer.drain_into(&mut out).unwrap(), 3);
+        let got: Vec<&[u8]> = out.iter().skip(1 + 3 * usize::from(round)).collect();
+        assert_eq!(got, [&batch[0][..], &batch[1][..], &batch[2][..]]);
+    }
+    assert_eq!(out.get(0), Some(&b"earlier"[..]));
+    assert_eq!(consumer.drain_into(&mut out).unwrap(), 0);
+}
+
+#[test]
 fn records_arrive_in_order_across_many_wraps() {
     let (mut producer, mut consumer) = pair(4096);
     let mut next = 0u32;
@@ -211,7 +228,12 @@ proptest! {
     #[test]
     fn parse_survives_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..2048), start in any::<u64>()) {
         let mut total = 0;
-        let _ = parse(&bytes, start, 4096, 2040, &mut |r: &[u8]| total += r.len());
+        let mut inside = true;
+        let _ = parse(&bytes, start, 4096, 2040, &mut |r: std::ops::Range<usize>| {
+            inside &= r.start <= r.end && r.end <= bytes.len();
+            total += r.len();
+        });
+        prop_assert!(inside);
         prop_assert!(total <= bytes.len());
     }
 

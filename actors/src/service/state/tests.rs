@@ -37,13 +37,13 @@ impl VecSink {
 }
 
 impl EventSink for VecSink {
-    fn try_push(&mut self, records: &[&[u8]]) -> Result<usize, SinkClosed> {
+    fn try_push(&mut self, records: &Records) -> Result<usize, SinkClosed> {
         let mut inner = self.inner.lock().unwrap();
         if inner.closed {
             return Err(SinkClosed("test sink closed".into()));
         }
         let n = records.len().min(inner.capacity);
-        for record in &records[..n] {
+        for record in records.iter().take(n) {
             inner.received.push(codec::decode(record, "event").unwrap());
         }
         inner.capacity -= n;

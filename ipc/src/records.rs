@@ -1,15 +1,20 @@
-//! Records back to back in one buffer: a batch a pump drained, or the encoded changes
-//! it publishes.
+//! Byte records in one buffer: a batch drained from a ring, the encoded changes the host
+//! publishes, a piece of a backlog ready for a ring.
 //!
 //! A batch of records costs two vectors that keep their capacity from batch to batch,
-//! not an allocation per record.
+//! not an allocation per record. A record is a span of the buffer: records pushed here
+//! lie back to back, and a ring's consumer drains its bytes into the buffer as they lie
+//! in the ring (length prefixes and wrap padding included) and marks where each record
+//! is, so a drained record is copied out of shared memory once and never again.
+
+use std::ops::Range;
 
 /// Byte records, in order, in one buffer.
 #[derive(Debug, Default, Clone)]
 pub struct Records {
     bytes: Vec<u8>,
-    /// Where each record ends in `bytes`.
-    ends: Vec<usize>,
+    /// Where each record lies in `bytes`.
+    spans: Vec<Range<usize>>,
 }
 
 impl Records {
@@ -20,8 +25,9 @@ impl Records {
 
     /// Appends a copy of `record`.
     pub fn push(&mut self, record: &[u8]) {
+        let start = self.bytes.len();
         self.bytes.extend_from_slice(record);
-        self.ends.push(self.bytes.len());
+        self.spans.push(start..self.bytes.len());
     }
 
     /// Lets `write` append one record to the buffer; an empty one is not kept.
@@ -31,33 +37,41 @@ impl Records {
         write(&mut self.bytes);
         let len = self.bytes.len() - start;
         if len > 0 {
-            self.ends.push(self.bytes.len());
+            self.spans.push(start..self.bytes.len());
         }
         len
     }
 
+    /// The buffer and the spans, for a ring's consumer: it appends raw bytes to the
+    /// buffer and pushes the span of each record among them.
+    pub(crate) fn parts_mut(&mut self) -> (&mut Vec<u8>, &mut Vec<Range<usize>>) {
+        (&mut self.bytes, &mut self.spans)
+    }
+
     /// The records, in order.
-    pub fn iter(&self) -> impl Iterator<Item = &[u8]> + Clone + '_ {
-        let starts = std::iter::once(0).chain(self.ends.iter().copied());
-        starts
-            .zip(&self.ends)
-            .map(|(start, &end)| &self.bytes[start..end])
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &[u8]> + Clone + '_ {
+        self.spans.iter().map(|span| &self.bytes[span.clone()])
+    }
+
+    /// Record `i`, if there is one.
+    pub fn get(&self, i: usize) -> Option<&[u8]> {
+        self.spans.get(i).map(|span| &self.bytes[span.clone()])
     }
 
     /// How many records there are.
     pub fn len(&self) -> usize {
-        self.ends.len()
+        self.spans.len()
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
+        self.spans.is_empty()
     }
 
     /// Forgets every record, keeping the memory.
     pub fn clear(&mut self) {
         self.bytes.clear();
-        self.ends.clear();
+        self.spans.clear();
     }
 }
 
@@ -75,6 +89,8 @@ mod tests {
         assert_eq!(records.len(), 3);
         let got: Vec<&[u8]> = records.iter().collect();
         assert_eq!(got, [&b"one"[..], b"three", b""]);
+        assert_eq!(records.get(1), Some(&b"three"[..]));
+        assert_eq!(records.get(3), None);
         records.clear();
         assert!(records.is_empty() && records.iter().next().is_none());
     }
