@@ -8,5 +8,5 @@
 pub mod state;
 
 pub use state::{
-    Applied, Attachment, BatchApplied, EventSink, Flush, ServiceState, ServiceStats, SinkClosed,
+    Attachment, BatchApplied, EventSink, Flush, ServiceState, ServiceStats, SinkClosed,
 };

@@ -74,15 +74,6 @@ struct ReactorOutput {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Attachment(u64);
 
-/// What [`ServiceState::apply`] did.
-#[derive(Debug, Default)]
-pub struct Applied {
-    /// The real changes published (`None` when the update changed nothing).
-    pub changes: Option<Event>,
-    /// Reactors whose sink was full: their flushers should be woken.
-    pub congested: Vec<String>,
-}
-
 /// What [`ServiceState::apply_records`] did.
 #[derive(Debug, Default)]
 pub struct BatchApplied {
@@ -156,23 +147,6 @@ impl ServiceState {
         self.books.get_mut(watcher).expect("just made")
     }
 
-    /// Applies a watcher's update and publishes the real changes to every reactor: the
-    /// pump's path ([`apply_records`](Self::apply_records)) for one decoded update.
-    pub fn apply(&mut self, watcher: &str, update: Update) -> Applied {
-        // Encoding an Update into a Vec cannot fail, and the result decodes.
-        let record = codec::encode(&update, "update").unwrap_or_default();
-        let batch = self.apply_records(watcher, [record.as_slice()]);
-        // The batch's encoded changes stay in `self.changes` until the next batch.
-        Applied {
-            changes: self
-                .changes
-                .iter()
-                .next()
-                .and_then(|c| codec::decode(c, "change").ok()),
-            congested: batch.congested,
-        }
-    }
-
     /// Applies a batch of a watcher's encoded updates (all a pump drained at once) and
     /// publishes the real changes, in order, pushing them into each reactor's sink as
     /// one batch: the ring's position is published once per batch, not once per event.
@@ -227,24 +201,11 @@ impl ServiceState {
         }
     }
 
-    /// Sends `changes` to every reactor: straight into its sink when its backlog is empty
-    /// and the sink has room, else into its backlog. Returns the reactors that now have
-    /// a backlog (their flushers should be woken).
-    pub fn publish(&mut self, changes: &Event) -> Vec<String> {
-        if changes.is_empty() {
-            return Vec::new();
-        }
-        let mut records = std::mem::take(&mut self.changes);
-        records.clear();
-        records.write_with(|out| encode_event(changes, out));
-        let congested = self.publish_records(&records);
-        self.changes = records;
-        congested
-    }
-
-    /// [`publish`](Self::publish) for many encoded events in order, each sink taking
-    /// them as one batch: the ring's position is published once, not once per event.
-    /// The events are real changes, none empty.
+    /// Sends encoded changes, in order, to every reactor: straight into its sink when
+    /// its backlog is empty and the sink has room (each sink taking them as one batch:
+    /// the ring's position is published once, not once per event), else into its
+    /// backlog. Returns the reactors that now have a backlog (their flushers should be
+    /// woken). The changes are real ones, none empty.
     fn publish_records(&mut self, changes: &Records) -> Vec<String> {
         if changes.is_empty() {
             return Vec::new();

@@ -55,6 +55,35 @@ impl EventSink for VecSink {
     }
 }
 
+/// What [`ApplyOne::apply`] did.
+struct Applied {
+    /// The real changes published (`None` when the update changed nothing).
+    changes: Option<Event>,
+    /// Reactors whose sink was full.
+    congested: Vec<String>,
+}
+
+/// One decoded update through the pump's path ([`ServiceState::apply_records`]).
+trait ApplyOne {
+    fn apply(&mut self, watcher: &str, update: Update) -> Applied;
+}
+
+impl ApplyOne for ServiceState {
+    fn apply(&mut self, watcher: &str, update: Update) -> Applied {
+        let record = codec::encode(&update, "update").unwrap();
+        let batch = self.apply_records(watcher, [record.as_slice()]);
+        assert!(batch.bad_frame.is_none());
+        // The batch's encoded changes stay in `changes` until the next batch.
+        Applied {
+            changes: self
+                .changes
+                .get(0)
+                .map(|c| codec::decode(c, "change").unwrap()),
+            congested: batch.congested,
+        }
+    }
+}
+
 fn up(name: &str, port: u16) -> Update {
     Update::Incremental(Event::with_node(name, NodeStatus::Up, "10.0.0.1", port))
 }
@@ -223,7 +252,7 @@ fn events_for_a_disconnected_reactor_wait_coalesced() {
     let sink = VecSink::with_capacity(100);
     let (attachment, _) = svc.attach_reactor("r", Box::new(sink.clone()));
     svc.detach_reactor("r", attachment);
-    let congested = svc.publish(&Event::with_node("x", NodeStatus::Up, "h", 1));
+    let congested = svc.apply("w", up("x", 1)).congested;
     assert!(
         congested.is_empty(),
         "no flusher to wake for a disconnected reactor"
