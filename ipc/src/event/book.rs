@@ -212,9 +212,7 @@ impl Book {
     }
 
     fn prefetch_name(&self, name: &[u8]) {
-        if let Some(slot) = self.table.home_slot(self.hash(name)) {
-            crate::sys::prefetch(slot);
-        }
+        self.table.prefetch(self.hash(name));
     }
 
     /// Records `node` as up; `false` when it already was, with the same address and tags.

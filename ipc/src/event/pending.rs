@@ -133,13 +133,10 @@ impl Pending {
     /// Adds a node's change, replacing a pending change of the same node.
     pub fn push(&mut self, node: &NodeInfo) {
         let hash = self.prefetch(node.name.as_bytes());
-        // The node is encoded straight into the log, behind its header.
-        let offset = self.log.len();
-        self.log.extend_from_slice(&[1; HEADER]);
         // Encoding into a Vec cannot fail.
-        let _ = codec::encode_into(node, &mut self.log, "node");
-        let len = (self.log.len() - offset - HEADER) as u32;
-        self.log[offset + 1..offset + HEADER].copy_from_slice(&len.to_le_bytes());
+        let offset = self.append(|log| {
+            let _ = codec::encode_into(node, log, "node");
+        });
         self.index_entry(offset, node.name.as_bytes(), hash);
     }
 
@@ -151,20 +148,25 @@ impl Pending {
             return;
         };
         let hash = self.prefetch(name);
-        let offset = self.log.len();
-        self.log.push(1);
-        self.log
-            .extend_from_slice(&(node.len() as u32).to_le_bytes());
-        self.log.extend_from_slice(node);
+        let offset = self.append(|log| log.extend_from_slice(node));
         self.index_entry(offset, name, hash);
+    }
+
+    /// Appends a live entry whose node `write` puts straight into the log, behind the
+    /// header; returns where the entry starts.
+    fn append(&mut self, write: impl FnOnce(&mut Vec<u8>)) -> usize {
+        let offset = self.log.len();
+        self.log.extend_from_slice(&[1; HEADER]);
+        write(&mut self.log);
+        let len = (self.log.len() - offset - HEADER) as u32;
+        self.log[offset + 1..offset + HEADER].copy_from_slice(&len.to_le_bytes());
+        offset
     }
 
     /// The stored hash of `name`, its home slot prefetched.
     fn prefetch(&self, name: &[u8]) -> u32 {
         let hash = Slots::stored(self.hasher.hash_one(name));
-        if let Some(slot) = self.index.home_slot(hash) {
-            crate::sys::prefetch(slot);
-        }
+        self.index.prefetch(hash);
         hash
     }
 
@@ -279,7 +281,7 @@ impl Pending {
         self.head = 0;
     }
 
-    /// Keeps the live entries only (in order) and indexes them afresh.
+    /// Keeps the live entries only (in order), their slots moved with them.
     fn compact(&mut self) {
         let old = std::mem::replace(&mut self.log, Vec::with_capacity(2 * self.live_bytes));
         // The live entries' slots move with them; the others go.
@@ -295,7 +297,7 @@ impl Pending {
             }
             at = next;
         }
-        // Both lists are in log order: a slot's new offset is found by binary search.
+        // `moved` is in log order: a slot's new offset is found by binary search.
         self.index.retain(|s| {
             let at = offset_of(s);
             match moved.binary_search_by_key(&at, |&(from, _)| from) {

@@ -55,13 +55,12 @@ impl Slots {
         (u64::from(hash).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - bits)) as usize
     }
 
-    /// The home slot of `hash`, for a prefetch: a reference into the table, or `None`
-    /// when the table is empty.
-    pub fn home_slot(&self, hash: u32) -> Option<&Slot> {
-        if self.slots.is_empty() {
-            return None;
+    /// Starts loading the home slot of `hash` into the cache, so that a lookup of it
+    /// soon after finds it there (nothing when the table is empty).
+    pub fn prefetch(&self, hash: u32) {
+        if !self.slots.is_empty() {
+            crate::sys::prefetch(&self.slots[self.home(hash)]);
         }
-        self.slots.get(self.home(hash))
     }
 
     /// Looks `hash` up; `is` checks whether a slot with that hash is the one sought.

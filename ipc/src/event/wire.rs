@@ -61,11 +61,7 @@ impl<'a> WireIncremental<'a> {
     /// Reads `record` (an encoded [`super::Update`]) if it is an incremental update in
     /// canonical form that fills the record exactly; `None` otherwise.
     pub fn parse(record: &'a [u8]) -> Option<Self> {
-        let (&tag, event) = record.split_first()?;
-        if tag != INCREMENTAL {
-            return None;
-        }
-        Self::parse_event(event)
+        Self::parse_with(record, |_| {})
     }
 
     /// Reads `event` (an encoded [`super::Event`], such as a change the host sends a
@@ -79,11 +75,15 @@ impl<'a> WireIncremental<'a> {
     /// few nodes ahead) reads each node's bytes once. `spans` is unspecified on `None`.
     pub fn parse_spans(record: &'a [u8], spans: &mut Vec<NodeSpan>) -> Option<Self> {
         spans.clear();
+        Self::parse_with(record, |span| spans.push(span))
+    }
+
+    fn parse_with(record: &'a [u8], each: impl FnMut(NodeSpan)) -> Option<Self> {
         let (&tag, event) = record.split_first()?;
         if tag != INCREMENTAL {
             return None;
         }
-        Self::parse_event_with(event, |span| spans.push(span))
+        Self::parse_event_with(event, each)
     }
 
     fn parse_event_with(event: &'a [u8], mut each: impl FnMut(NodeSpan)) -> Option<Self> {
@@ -161,7 +161,7 @@ impl NodeSpan {
     /// some other slices (or a panic when too short): this is for the parser's caller.
     pub fn node<'a>(&self, event: &'a [u8]) -> WireNode<'a> {
         WireNode {
-            name: &event[self.name..self.address - 1],
+            name: self.name(event),
             up: self.up,
             address: &event[self.address..self.end],
             bytes: &event[self.start..self.end],
