@@ -158,11 +158,7 @@ impl EventSender {
 
     fn submit(&self, update: Update) -> Result<(), Closed> {
         let mut state = self.lock();
-        if let Some(reason) = &state.closed {
-            return Err(Closed {
-                reason: reason.clone(),
-            });
-        }
+        state.check_open()?;
         let large = matches!(&update, Update::Incremental(ev) if ev.len() > FLUSH_PIECE);
         let was_backlogged = state.is_backlogged();
         if !was_backlogged && !large {
@@ -244,11 +240,7 @@ impl EventSender {
     #[doc(hidden)]
     pub fn send_raw_record(&self, record: &[u8]) -> Result<bool, Closed> {
         let mut state = self.lock();
-        if let Some(reason) = &state.closed {
-            return Err(Closed {
-                reason: reason.clone(),
-            });
-        }
+        state.check_open()?;
         state.outbound.try_send_raw(record).map_err(|e| Closed {
             reason: match e {
                 TrySendError::Closed(reason) => reason,
@@ -326,6 +318,16 @@ impl SenderState {
             }
             Err(TrySendError::Closed(reason)) => Err(reason),
             Err(TrySendError::Full) => Ok(false),
+        }
+    }
+
+    /// `Err` once the stream is over.
+    fn check_open(&self) -> Result<(), Closed> {
+        match &self.closed {
+            Some(reason) => Err(Closed {
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
         }
     }
 
