@@ -9,9 +9,9 @@
 //! `ping_timeout` (then the process group is SIGKILLed first). A restart tears the
 //! endpoints down (their rings are unlinked), waits a backoff that doubles with jitter
 //! from `restart_backoff_min` to `restart_backoff_max` (reset after a healthy
-//! `restart_window`), and replays the boot and the starts. A restarted reactor gets the service's full state first (its flusher
-//! re-attaches to the service), a restarted watcher's nodes stay as they were until it
-//! reports again (its book is kept).
+//! `restart_window`), and replays the boot and the starts. A restarted reactor gets the
+//! service's full state first (its flusher re-attaches to the service), a restarted
+//! watcher's nodes stay as they were until it reports again (its book is kept).
 //!
 //! More than `max_restarts` restarts within `restart_window` and the plugin is failed:
 //! its endpoints stay down and the host is told, which isolates the plugin's services or
@@ -404,8 +404,7 @@ impl PluginProcess {
                     None
                 }
                 Err(e) => {
-                    act.phase = Phase::Running;
-                    act.fail(format!("restart failed: {e}"), ctx);
+                    act.restart_failed(e.to_string(), ctx);
                     None
                 }
             };
@@ -421,13 +420,17 @@ impl PluginProcess {
                     tracing::info!(plugin = %act.name(), "plugin restarted; its endpoints are running again");
                     act.now_running(ctx);
                 }
-                Some(Err(reason)) => {
-                    act.phase = Phase::Running;
-                    act.fail(format!("restart failed: {reason}"), ctx);
-                }
+                Some(Err(reason)) => act.restart_failed(reason, ctx),
                 None => {}
             })
         }));
+    }
+
+    /// A restart attempt failed: it counts, and is retried, like a failure while
+    /// running.
+    fn restart_failed(&mut self, reason: String, ctx: &mut Context<Self>) {
+        self.phase = Phase::Running;
+        self.fail(format!("restart failed: {reason}"), ctx);
     }
 
     fn ping(&mut self, ctx: &mut Context<Self>) {
