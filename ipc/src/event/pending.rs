@@ -488,6 +488,43 @@ mod tests {
         assert!(names.contains(&node("flapping", 1)));
     }
 
+    #[test]
+    fn the_index_of_a_long_stream_stays_the_size_of_what_is_pending() {
+        // A sender that stays a little behind for a long time: fresh nodes go in, the
+        // ring takes all but the last few, so the log is never wholly consumed (never
+        // cleared) and its front is dropped again and again.
+        let mut pending = Pending::new(Framing::Update);
+        for round in 0..400u32 {
+            for i in 0..1000 {
+                pending.push(&node(&format!("node-{round}-{i:04}"), 1));
+            }
+            let piece = pending.piece(995);
+            let records = piece.records.len();
+            pending.consume(&piece, records);
+        }
+        // 400 000 nodes (12 MB) passed, 2 000 are pending: the handed-over front and
+        // its slots were dropped (kept, they would be 12 MB of log and 2^20 slots).
+        assert_eq!(pending.len(), 2000);
+        assert!(
+            pending.footprint() < 4 * COMPACT_AFTER,
+            "{} bytes ({} slots) for {} pending nodes",
+            pending.footprint(),
+            pending.index.capacity(),
+            pending.len()
+        );
+        // Each pending node is still found: a newer change replaces it.
+        pending.push(&node("node-399-0999", 2));
+        assert_eq!(pending.len(), 2000);
+        let mut went = Vec::new();
+        while !pending.is_empty() {
+            let piece = pending.piece(100);
+            went.extend(nodes_of(&piece, piece.records.len()));
+            pending.consume(&piece, piece.records.len());
+        }
+        assert_eq!(went.len(), 2000);
+        assert_eq!(went.last(), Some(&node("node-399-0999", 2)));
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(128))]
 
