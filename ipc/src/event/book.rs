@@ -220,15 +220,15 @@ impl Book {
         let mut address = std::mem::take(&mut self.address);
         address.clear();
         encode_address(node, &mut address);
-        let changed = self.set_up_encoded(node.name.as_bytes(), &address);
+        let name = node.name.as_bytes();
+        let changed = self.set_up_encoded(name, self.hash(name), &address);
         self.address = address;
         changed
     }
 
-    /// Records the node `name` as up at the encoded `address`; `false` when it already
-    /// was, with the same address and tags.
-    fn set_up_encoded(&mut self, name: &[u8], address: &[u8]) -> bool {
-        let hash = self.hash(name);
+    /// Records the node `name` (of stored hash `hash`) as up at the encoded `address`;
+    /// `false` when it already was, with the same address and tags.
+    fn set_up_encoded(&mut self, name: &[u8], hash: u32, address: &[u8]) -> bool {
         let arena = &self.arena;
         match self
             .table
@@ -261,9 +261,8 @@ impl Book {
         true
     }
 
-    /// Removes a node; `false` when it was not up.
-    fn set_down(&mut self, name: &[u8]) -> bool {
-        let hash = self.hash(name);
+    /// Removes the node `name` (of stored hash `hash`); `false` when it was not up.
+    fn set_down(&mut self, name: &[u8], hash: u32) -> bool {
         let arena = &self.arena;
         match self.table.find(hash, |s| arena.name(s) == name) {
             Some(i) => {
@@ -301,7 +300,8 @@ impl Book {
             let changed = if node.is_up() {
                 self.set_up(&node)
             } else {
-                self.set_down(node.name.as_bytes())
+                let name = node.name.as_bytes();
+                self.set_down(name, self.hash(name))
             };
             if changed {
                 changes.add_node(node);
@@ -335,16 +335,26 @@ impl Book {
         out.resize(start + room, 0);
         let mut changes = 0u64;
         // Within a record of many nodes (a watcher's backlog goes over in records of
-        // a thousand), the slots of the nodes a few places ahead are prefetched.
+        // a thousand), the slots of the nodes a few places ahead are prefetched; each
+        // name is hashed once, for its prefetch, and the hash kept until its turn.
+        const AHEAD: usize = Book::PREFETCH_AHEAD;
+        let mut hashes = [0u32; AHEAD];
+        for (hash, span) in hashes.iter_mut().zip(&spans) {
+            *hash = self.hash(span.name(event));
+            self.table.prefetch(*hash);
+        }
         for (i, span) in spans.iter().enumerate() {
-            if let Some(later) = spans.get(i + Self::PREFETCH_AHEAD) {
-                self.prefetch_name(later.name(event));
+            let hash = hashes[i % AHEAD];
+            if let Some(later) = spans.get(i + AHEAD) {
+                // Node i + AHEAD takes node i's place among the kept hashes.
+                hashes[i % AHEAD] = self.hash(later.name(event));
+                self.table.prefetch(hashes[i % AHEAD]);
             }
             let node = span.node(event);
             let change = if node.up {
-                self.set_up_encoded(node.name, node.address)
+                self.set_up_encoded(node.name, hash, node.address)
             } else {
-                self.set_down(node.name)
+                self.set_down(node.name, hash)
             };
             if change {
                 out.extend_from_slice(node.bytes);
