@@ -241,7 +241,6 @@ struct Server<S> {
     notifier: Notifier,
 }
 
-/// The text of a panic's payload.
 /// Runs `f`, turning an error or a panic into the text the host shows.
 fn guarded<T>(f: impl FnOnce() -> crate::Result<T>) -> Result<T, String> {
     match catch_panic(f) {
