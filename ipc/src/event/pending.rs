@@ -35,16 +35,13 @@ use std::hash::BuildHasher;
 use foldhash::fast::RandomState;
 
 use super::slots::{Found, Slot, Slots};
-use super::wire::{node_name, varint};
+use super::wire::{node_name, varint, INCREMENTAL};
 use super::{Event, NodeInfo};
 use crate::codec;
 use crate::records::Records;
 
 /// The header of an entry: the alive flag and the node's length.
 const HEADER: usize = 1 + 4;
-
-/// The variant index of `Update::Incremental`, the first byte of an update record.
-const INCREMENTAL: u8 = 0;
 
 /// Garbage of either kind (handed-over entries at the front, replaced ones among the
 /// pending) the log may hold before that kind is dropped, if it also outweighs the

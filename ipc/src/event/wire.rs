@@ -27,8 +27,8 @@
 //!
 //! [`Update`]: super::Update
 
-/// The variant index of `Update::Incremental`.
-const INCREMENTAL: u8 = 0;
+/// The variant index of `Update::Incremental`, the first byte of an update record.
+pub(super) const INCREMENTAL: u8 = 0;
 /// The variant indexes of `NodeStatus::Up` and `NodeStatus::Down`.
 const UP: u8 = 0;
 const DOWN: u8 = 1;
