@@ -740,11 +740,20 @@ impl RingConsumer {
 
     /// Hands `f` every record published so far, in order, and returns how many; 0 when
     /// there are none. `Err(Closed)` once the producer closed and everything was read.
-    pub fn drain(&mut self, mut f: impl FnMut(&[u8])) -> Result<usize, RingError> {
+    pub fn drain(&mut self, f: impl FnMut(&[u8])) -> Result<usize, RingError> {
+        self.through_scratch(f, |me, records| me.drain_into(records))
+    }
+
+    /// Drains with `drain` into the scratch records, then hands them to `f`.
+    fn through_scratch(
+        &mut self,
+        f: impl FnMut(&[u8]),
+        drain: impl FnOnce(&mut Self, &mut Records) -> Result<usize, RingError>,
+    ) -> Result<usize, RingError> {
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
-        let drained = self.drain_into(&mut scratch);
-        scratch.iter().for_each(&mut f);
+        let drained = drain(self, &mut scratch);
+        scratch.iter().for_each(f);
         self.scratch = scratch;
         drained
     }
@@ -811,14 +820,9 @@ impl RingConsumer {
     pub fn drain_timeout(
         &mut self,
         timeout: Duration,
-        mut f: impl FnMut(&[u8]),
+        f: impl FnMut(&[u8]),
     ) -> Result<usize, RingError> {
-        let n = self.drain(&mut f)?;
-        if n > 0 || timeout.is_zero() {
-            return Ok(n);
-        }
-        self.wait(timeout)?;
-        self.drain(f)
+        self.through_scratch(f, |me, records| me.drain_timeout_into(timeout, records))
     }
 
     /// Like [`drain_into`](Self::drain_into), but waits up to `timeout` for the first
