@@ -19,7 +19,7 @@ mod support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use support::{host_log, test_plugin, BenchHost};
+use support::{host_log, mirror, test_plugin, BenchHost};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -36,17 +36,6 @@ fn seen(file: &Path, needle: &str) -> Instant {
         }
         std::thread::sleep(Duration::from_micros(500));
     }
-}
-
-/// Replaces the mirrored file with nodes `names` (atomically).
-fn publish(dir: &Path, names: &[String]) {
-    let nodes: Vec<String> = names
-        .iter()
-        .map(|n| format!(r#"{{"name":"{n}","status":"up","host":"h","port":1}}"#))
-        .collect();
-    let tmp = dir.join("source.json.tmp");
-    std::fs::write(&tmp, format!("[{}]", nodes.join(","))).unwrap();
-    std::fs::rename(&tmp, dir.join("source.json")).unwrap();
 }
 
 fn ms(d: Duration) -> f64 {
@@ -82,7 +71,7 @@ cfg = { scenario = "record", file = "record.jsonl" }
     );
     let dir = host.path();
     let mut names = vec!["start".to_owned()];
-    publish(dir, &names);
+    mirror::publish(dir, "source.json", &names);
     let record = dir.join("record.jsonl");
     seen(&record, "\"start\"");
 
@@ -97,7 +86,7 @@ cfg = { scenario = "record", file = "record.jsonl" }
             let flowing = format!("flow-{round}-{t}");
             names.push(flowing.clone());
             let sent = Instant::now();
-            publish(dir, &names);
+            mirror::publish(dir, "source.json", &names);
             flow.push(ms(seen(&record, &format!("\"{flowing}\"")) - sent));
 
             let pids = host_log::pids_of(&host.log(), target);
@@ -110,7 +99,7 @@ cfg = { scenario = "record", file = "record.jsonl" }
                 nix::sys::signal::Signal::SIGKILL,
             )
             .expect("kill the plugin");
-            publish(dir, &names);
+            mirror::publish(dir, "source.json", &names);
             restart[t].push(ms(seen(&record, &format!("\"{after}\"")) - killed));
         }
     }

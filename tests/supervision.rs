@@ -6,7 +6,9 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::{alive, recorded_state, shm_entries_of, signal_pid, wait_until, Fixture, WAIT};
+use common::{
+    alive, mirror, recorded_state, shm_entries_of, signal_pid, wait_until, Fixture, WAIT,
+};
 use nix::sys::signal::Signal;
 
 /// Fast restarts, so the tests do not wait on the production backoff.
@@ -20,21 +22,6 @@ restart_backoff_max = "200ms"
 
 fn up(names: impl IntoIterator<Item = String>) -> BTreeMap<String, String> {
     names.into_iter().map(|n| (n, "up".to_owned())).collect()
-}
-
-fn nodes_json(names: &[String]) -> String {
-    let nodes: Vec<String> = names
-        .iter()
-        .map(|n| format!(r#"{{"name":"{n}","status":"up","host":"10.0.0.1","port":80}}"#))
-        .collect();
-    format!("[{}]", nodes.join(","))
-}
-
-/// Writes a mirror watcher's source file atomically (the watcher polls it).
-fn publish(fixture: &Fixture, file: &str, names: &[String]) {
-    let tmp = fixture.path().join(format!("{file}.tmp"));
-    std::fs::write(&tmp, nodes_json(names)).unwrap();
-    std::fs::rename(&tmp, fixture.path().join(file)).unwrap();
 }
 
 fn state_of(fixture: &Fixture, file: &str) -> (BTreeMap<String, String>, usize) {
@@ -98,17 +85,17 @@ fn a_watcher_killed_mid_stream_is_restarted_and_the_reactor_ends_with_the_truth(
 fn a_killed_reactor_is_restarted_and_gets_the_full_state_first() {
     let fixture = one_service(FAST, "mirror", MIRROR);
     let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    publish(&fixture, "source.json", &names(&["a", "b", "c"]));
+    mirror::publish(fixture.path(), "source.json", &names(&["a", "b", "c"]));
     let host = fixture.start();
     let first = host.wait_for_start("reactor/t", 1);
-    publish(&fixture, "source.json", &names(&["a", "c", "d"]));
+    mirror::publish(fixture.path(), "source.json", &names(&["a", "c", "d"]));
     wait_until("the first changes", WAIT, || {
         state_of(&fixture, "r.jsonl").0.get("d").map(String::as_str) == Some("up")
     });
 
     signal_pid(first, Signal::SIGKILL);
     // Changes while the reactor is down are part of the state it gets back.
-    publish(&fixture, "source.json", &names(&["a", "d", "e"]));
+    mirror::publish(fixture.path(), "source.json", &names(&["a", "d", "e"]));
     host.wait_for_start("reactor/t", 2);
     let after_restart = |fixture: &Fixture| -> Vec<String> {
         let lines = fixture.lines("r.jsonl");
@@ -130,7 +117,7 @@ fn a_killed_reactor_is_restarted_and_gets_the_full_state_first() {
         "not the full state first"
     );
 
-    publish(&fixture, "source.json", &names(&["a", "e"]));
+    mirror::publish(fixture.path(), "source.json", &names(&["a", "e"]));
     wait_until("the live stream after the full state", WAIT, || {
         after_restart(&fixture).len() >= 4
     });
@@ -242,7 +229,7 @@ fn crash_loop_fixture(on_failure: &str) -> Fixture {
     fixture.install_test_plugin("watcher", "crash");
     fixture.install_test_plugin("watcher", "mirror");
     fixture.install_test_plugin("reactor", "t");
-    publish(&fixture, "b.json", &["b1".to_owned()]);
+    mirror::publish(fixture.path(), "b.json", &["b1".to_owned()]);
     fixture
 }
 
@@ -258,7 +245,11 @@ fn a_crash_looping_plugin_is_failed_and_isolated_while_other_services_run() {
     assert!(host.log().contains("services a have no watcher/crash"));
     assert!(host.is_running(), "isolate must keep the host running");
 
-    publish(&fixture, "b.json", &["b1".to_owned(), "b2".to_owned()]);
+    mirror::publish(
+        fixture.path(),
+        "b.json",
+        &["b1".to_owned(), "b2".to_owned()],
+    );
     wait_until("service b to carry on", WAIT, || {
         state_of(&fixture, "b.jsonl").0 == up(["b1".to_owned(), "b2".to_owned()])
     });
@@ -398,14 +389,18 @@ fn plugins_exit_when_the_host_is_killed_and_the_next_host_sweeps_its_names() {
 #[test]
 fn a_panic_in_a_host_actor_restarts_it_and_the_pipeline_carries_on() {
     let fixture = one_service(FAST, "mirror", MIRROR);
-    publish(&fixture, "source.json", &["p1".to_owned()]);
+    mirror::publish(fixture.path(), "source.json", &["p1".to_owned()]);
     let mut host = fixture.start_with(&["--test-panic-in", "watcher/mirror"]);
     wait_until("the panic to be caught", WAIT, || {
         host.log().contains("panic while handling InjectPanic")
     });
     // The actor's restart replaces the plugin incarnation it held.
     host.wait_for_start("watcher/mirror", 2);
-    publish(&fixture, "source.json", &["p1".to_owned(), "p2".to_owned()]);
+    mirror::publish(
+        fixture.path(),
+        "source.json",
+        &["p1".to_owned(), "p2".to_owned()],
+    );
     wait_until("events after the panic", WAIT, || {
         state_of(&fixture, "r.jsonl").0 == up(["p1".to_owned(), "p2".to_owned()])
     });
@@ -521,7 +516,7 @@ cfg = { scenario = "record", file = "r2.jsonl", mark = true }
             .map(|(n, _)| n.clone())
             .collect()
     };
-    publish(&fixture, "source.json", &current(&truth));
+    mirror::publish(fixture.path(), "source.json", &current(&truth));
     let host = fixture.start();
     let converged = |truth: &[bool]| {
         let mut want = current(truth);
@@ -540,7 +535,7 @@ cfg = { scenario = "record", file = "r2.jsonl", mark = true }
     while Instant::now() < end {
         let i = rng.next(pool.len() as u64) as usize;
         truth[i] = !truth[i];
-        publish(&fixture, "source.json", &current(&truth));
+        mirror::publish(fixture.path(), "source.json", &current(&truth));
         if Instant::now() >= next_kill {
             let plugin = ["watcher/mirror", "reactor/t"][rng.next(2) as usize];
             if let Some(pid) = host.pids_of(plugin).last() {

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 #[path = "../../tests/common/host_log.rs"]
 pub mod host_log;
+#[path = "../../tests/common/mirror.rs"]
+pub mod mirror;
 
 /// A child process, stopped (SIGTERM, then SIGKILL) and reaped whatever happens.
 pub struct Guard(pub Option<Child>);

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 mod host_log;
+pub mod mirror;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -184,7 +185,7 @@ impl Host {
     }
 
     pub fn signal(&self, signal: Signal) {
-        kill(Pid::from_raw(self.pid() as i32), signal).unwrap();
+        signal_pid(self.pid(), signal);
     }
 
     /// Waits up to `timeout` for the host to exit.
