@@ -15,7 +15,6 @@
 //!   `error` returns the error `message` from `handle`.
 //! - `count`: sends `count` one-node events, each naming a node not seen before
 //!   (`<prefix>-<i>`), as fast as it can, then waits for close.
-//!
 //! - `mirror`: polls `file` (a JSON list of nodes, all up) every 20 ms and sends it with
 //!   `send_full` whenever it changed, as a watcher of a real registry would; the first
 //!   poll after a start always sends.
