@@ -71,7 +71,7 @@ fn run_pipeline(reactors: usize, input: &[Vec<Vec<u8>>]) -> u64 {
         for (w, records) in input.iter().enumerate() {
             let batch = &records[start.min(records.len())..(start + BATCH).min(records.len())];
             let applied = state.apply_records(&names[w], batch.iter().map(Vec::as_slice));
-            assert!(applied.bad_frame.is_none());
+            assert!(applied.bad_record.is_none());
             events += batch.len() as u64;
         }
     }

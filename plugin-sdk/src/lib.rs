@@ -58,8 +58,8 @@ pub mod testing;
 
 pub use close::Close;
 pub use config::{Config, ConfigError};
-pub use events::{Closed, EventReceiver, EventSender, RecvTimeoutError};
-pub use ipc::event::{Event, NodeInfo, NodeStatus, Update};
+pub use events::{Closed, EventReceiver, EventSender, RecvTimeoutError, SendError};
+pub use ipc::event::{Event, NodeError, NodeInfo, NodeStatus, Update};
 pub use plugin::{
     reactor_endpoint, watcher_endpoint, Endpoint, Error, Reactor, ReactorEndpoint, Result, Watcher,
     WatcherEndpoint,

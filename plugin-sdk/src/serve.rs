@@ -120,7 +120,10 @@ fn ring_closed(e: RingError) -> String {
 
 /// What a ring's refusal means to the sender: the stream is over.
 fn closed(e: RingError) -> TrySendError {
-    TrySendError::Closed(ring_closed(e))
+    match e {
+        RingError::TooLarge { .. } => TrySendError::TooLarge,
+        e => TrySendError::Closed(ring_closed(e)),
+    }
 }
 
 impl Outbound for RingOutbound {

@@ -118,6 +118,7 @@ pub fn pump_watcher(
     // The service lock is not held while a drain waits: the batch is drained (copied
     // out of the ring once), then applied under one lock.
     let mut batch = Records::new();
+    core.lock().watcher_started(&watcher);
     loop {
         if stop.load(Ordering::Acquire) {
             return SessionEnd::Stopped;
@@ -127,7 +128,7 @@ pub fn pump_watcher(
         if !batch.is_empty() {
             let applied = core.lock().apply_records(&watcher, batch.iter());
             core.wake_flushers(&applied.congested);
-            if let Some(e) = applied.bad_frame {
+            if let Some(e) = applied.bad_record {
                 return SessionEnd::Failed(e.to_string());
             }
         }

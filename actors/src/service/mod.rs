@@ -2,9 +2,11 @@
 //! that owns them.
 //!
 //! # Layout
+//! - [`intake`]: what the host checks of a watcher's records (bad nodes, limits).
 //! - [`state`]: `ServiceState`, the plain struct with the hot path (books, fan-out,
 //!   coalescing backlogs).
 
+pub mod intake;
 pub mod state;
 
 pub use state::{

@@ -18,11 +18,13 @@
 
 use std::collections::BTreeMap;
 
-use ipc::codec::{self, DecodeFrameError};
+use ipc::codec;
 use ipc::event::wire::WireIncremental;
 use ipc::event::{Book, Event, Framing, Pending, Update};
 
 use ipc::records::Records;
+
+use super::intake::{self, BadNodeLog, BadRecord, MAX_FULL_LIST_NODES};
 
 /// The most nodes one record to a reactor carries: a bigger backlog (a reactor that
 /// fell far behind, or the full state of a large service) goes over in several records,
@@ -58,6 +60,8 @@ pub struct ServiceStats {
     pub changes_out: u64,
     /// Events that went to a backlog because a sink was full.
     pub deferred: u64,
+    /// Nodes dropped because they broke a rule of `NodeInfo::check`.
+    pub bad_nodes: u64,
 }
 
 struct ReactorOutput {
@@ -79,8 +83,9 @@ pub struct Attachment(u64);
 pub struct BatchApplied {
     /// Reactors whose sink was full: their flushers should be woken.
     pub congested: Vec<String>,
-    /// The first record that did not decode; the records after it were not applied.
-    pub bad_frame: Option<DecodeFrameError>,
+    /// The first record refused (it does not decode, or breaks a limit); the records
+    /// after it were not applied.
+    pub bad_record: Option<BadRecord>,
 }
 
 /// What [`ServiceState::flush_reactor`] achieved.
@@ -104,6 +109,10 @@ pub struct ServiceState {
     changes: Records,
     /// The last attachment number handed out.
     attachments: u64,
+    /// Per watcher that sent bad nodes: when they were last logged.
+    bad_node_logs: BTreeMap<String, BadNodeLog>,
+    /// The most nodes a full list in pieces may hold before its last piece.
+    full_list_limit: usize,
 }
 
 impl ServiceState {
@@ -116,7 +125,15 @@ impl ServiceState {
             stats: ServiceStats::default(),
             changes: Records::new(),
             attachments: 0,
+            bad_node_logs: BTreeMap::new(),
+            full_list_limit: MAX_FULL_LIST_NODES,
         }
+    }
+
+    /// Sets the most nodes a full list in pieces may hold before its last piece
+    /// (default [`MAX_FULL_LIST_NODES`]).
+    pub fn set_full_list_limit(&mut self, limit: usize) {
+        self.full_list_limit = limit;
     }
 
     /// The service's name.
@@ -161,7 +178,9 @@ impl ServiceState {
     {
         let mut changes = std::mem::take(&mut self.changes);
         changes.clear();
-        let mut bad_frame = None;
+        let mut bad_record = None;
+        let (mut bad_nodes, mut first_bad) = (0, None);
+        let limit = self.full_list_limit;
         let book = self.book(watcher);
         let mut count = 0;
         let records = records.into_iter();
@@ -179,25 +198,49 @@ impl ServiceState {
                 if book.apply_encoded(record, out).is_some() {
                     return;
                 }
-                match codec::decode::<Update>(record, "watcher update") {
-                    Ok(update) => {
-                        if let Some(change) = book.apply(update) {
-                            encode_event(&change, out);
-                        }
+                let mut update = match codec::decode::<Update>(record, "watcher update") {
+                    Ok(update) => update,
+                    Err(e) => {
+                        bad_record = Some(e.into());
+                        return;
                     }
-                    Err(e) => bad_frame = Some(e),
+                };
+                let (bad, first) = intake::drop_bad_nodes(&mut update);
+                bad_nodes += bad;
+                first_bad = first_bad.take().or(first);
+                if let Some(change) = book.apply(update) {
+                    encode_event(&change, out);
+                }
+                if book.staged_len() > limit {
+                    book.discard_staged();
+                    bad_record = Some(BadRecord::FullListTooLarge { max: limit });
                 }
             });
-            if bad_frame.is_some() {
+            if bad_record.is_some() {
                 break;
             }
         }
         self.stats.updates_in += count;
+        if let Some(first) = first_bad {
+            self.stats.bad_nodes += bad_nodes;
+            self.bad_node_logs
+                .entry(watcher.to_owned())
+                .or_default()
+                .note(&self.name, watcher, bad_nodes, &first);
+        }
         let congested = self.publish_records(&changes);
         self.changes = changes;
         BatchApplied {
             congested,
-            bad_frame,
+            bad_record,
+        }
+    }
+
+    /// A watcher's session (re)starts: a full list it left unfinished in pieces is
+    /// dropped (its nodes stay as they were until it reports again).
+    pub fn watcher_started(&mut self, watcher: &str) {
+        if let Some(book) = self.books.get_mut(watcher) {
+            book.discard_staged();
         }
     }
 

@@ -175,6 +175,9 @@ pub struct Book {
     address: Vec<u8>,
     /// Where the nodes of the record at hand lie.
     spans: Vec<NodeSpan>,
+    /// The pieces so far of a full list that goes over in pieces (see
+    /// [`super::update`]), later entries replacing earlier ones.
+    staged: Option<Event>,
 }
 
 impl std::fmt::Debug for Book {
@@ -411,6 +414,31 @@ impl Book {
         }
         self.compact_if_wasteful();
         (!changes.is_empty()).then_some(changes)
+    }
+
+    /// Keeps a piece of a full list aside until its closing piece; `first` discards a
+    /// list in progress.
+    pub(super) fn stage(&mut self, piece: Event, first: bool) {
+        match &mut self.staged {
+            Some(list) if !first => list.merge(piece),
+            _ => self.staged = Some(piece),
+        }
+    }
+
+    /// The pieces of the full list in progress, taken out of the book.
+    pub(super) fn take_staged(&mut self) -> Option<Event> {
+        self.staged.take()
+    }
+
+    /// How many nodes the full list in progress holds so far (0 when none is).
+    pub fn staged_len(&self) -> usize {
+        self.staged.as_ref().map_or(0, Event::len)
+    }
+
+    /// Forgets a full list in progress (its watcher's session ended before the list
+    /// did, or the list broke a limit); the book's nodes stay as they are.
+    pub fn discard_staged(&mut self) {
+        self.staged = None;
     }
 
     /// Every node up now, as one event (empty when none is).

@@ -24,6 +24,7 @@
 mod backlog;
 mod book;
 mod broadcast;
+pub mod check;
 pub mod pending;
 mod slots;
 mod update;
@@ -32,6 +33,7 @@ pub mod wire;
 pub use backlog::{coalesce, Backlog};
 pub use book::Book;
 pub use broadcast::{Broadcast, Delivery, SubscriberId};
+pub use check::NodeError;
 pub use pending::{Framing, Pending, Piece};
 pub use update::Update;
 

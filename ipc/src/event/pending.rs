@@ -35,7 +35,7 @@ use std::hash::BuildHasher;
 use foldhash::fast::RandomState;
 
 use super::slots::{Found, Slot, Slots};
-use super::wire::{node_name, varint, INCREMENTAL};
+use super::wire::{node_name, varint, FULL_PART, INCREMENTAL};
 use super::{Event, NodeInfo};
 use crate::codec;
 use crate::records::Records;
@@ -60,6 +60,8 @@ pub enum Framing {
     Update,
     /// `Event`s: what the host sends a reactor.
     Event,
+    /// `Update::FullPart`s: the pieces of a full list a watcher sends in pieces.
+    FullPart,
 }
 
 /// Changes waiting for room in a ring, latest per node.
@@ -314,8 +316,10 @@ impl Piece {
     fn push_record(&mut self, framing: Framing, log: &[u8], ranges: &[(usize, usize)], end: usize) {
         let (count, n) = varint(ranges.len() as u64);
         self.records.write_with(|record| {
-            if framing == Framing::Update {
-                record.push(INCREMENTAL);
+            match framing {
+                Framing::Update => record.push(INCREMENTAL),
+                Framing::FullPart => record.push(FULL_PART),
+                Framing::Event => {}
             }
             record.extend_from_slice(&count[..n]);
             for &(start, stop) in ranges {
@@ -540,7 +544,11 @@ mod tests {
             let mut delivered: BTreeMap<String, NodeInfo> = BTreeMap::new();
             for (name, port, take, max, encoded) in steps {
                 // Enough names to cross the compaction threshold now and then.
-                let n = node(&format!("node-{name}-{}", "x".repeat(usize::from(name) * 700)), port);
+                // Large nodes through their tags (a name may be 255 bytes at most).
+                let n = (0..usize::from(name) % 32).fold(
+                    node(&format!("node-{name}"), port.max(1)),
+                    |n, t| n.with_meta(format!("k{t:02}"), "x".repeat(1000)),
+                );
                 latest.insert(n.name.clone(), n.clone());
                 if encoded {
                     pending.push_encoded(&codec::encode(&n, "node").unwrap());

@@ -405,7 +405,7 @@ impl IntoEvent for NodeInfo {
 // ---- Properties ----
 
 fn arb_node() -> impl Strategy<Value = NodeInfo> {
-    (0..40u8, any::<bool>(), 0..3u8, 0..4u16, 0..3u8).prop_map(|(name, is_up, host, port, zone)| {
+    (0..40u8, any::<bool>(), 0..3u8, 1..5u16, 0..3u8).prop_map(|(name, is_up, host, port, zone)| {
         let status = if is_up {
             NodeStatus::Up
         } else {
@@ -477,31 +477,6 @@ proptest! {
             }
             prop_assert_eq!(replica.full(), book.full());
         }
-    }
-
-    /// Merging updates of both kinds and applying the result gives the same state as
-    /// applying them one by one.
-    #[test]
-    fn merged_updates_keep_the_final_state(
-        updates in prop::collection::vec((any::<bool>(), arb_event()), 1..20),
-        before in prop::collection::vec(arb_node(), 0..6),
-    ) {
-        let updates: Vec<Update> = updates
-            .into_iter()
-            .map(|(full, ev)| if full { Update::Full(ev) } else { Update::Incremental(ev) })
-            .collect();
-        let mut one_by_one = Book::new();
-        one_by_one.update_full(before.clone());
-        let mut merged_book = one_by_one.clone();
-        for u in updates.iter().cloned() {
-            one_by_one.apply(u);
-        }
-        let mut merged = updates[0].clone();
-        for u in updates[1..].iter().cloned() {
-            merged.merge(u);
-        }
-        merged_book.apply(merged);
-        prop_assert_eq!(merged_book.full(), one_by_one.full());
     }
 
     /// A book fed encoded updates in place finds exactly the changes, and ends in exactly

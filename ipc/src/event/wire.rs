@@ -27,8 +27,12 @@
 //!
 //! [`Update`]: super::Update
 
+use super::check::{check_field, check_wire_node, MAX_FIELD_BYTES, MAX_META_VALUE_BYTES};
+
 /// The variant index of `Update::Incremental`, the first byte of an update record.
 pub(super) const INCREMENTAL: u8 = 0;
+/// The variant index of `Update::FullPart`, the first byte of a piece of a full list.
+pub(super) const FULL_PART: u8 = 3;
 /// The variant indexes of `NodeStatus::Up` and `NodeStatus::Down`.
 const UP: u8 = 0;
 const DOWN: u8 = 1;
@@ -292,15 +296,15 @@ impl<'a> Cursor<'a> {
         (value >= min).then_some(value)
     }
 
-    /// A string's bytes, checked to be UTF-8 (ASCII, the common case, checked first:
-    /// a good deal cheaper for the short strings of a node).
+    /// A string's bytes, unchecked: the caller checks them as the field they are.
     fn str(&mut self) -> Option<&'a [u8]> {
         let len = usize::try_from(self.varint()?).ok()?;
-        let bytes = self.take(len)?;
-        (bytes.is_ascii() || std::str::from_utf8(bytes).is_ok()).then_some(bytes)
+        self.take(len)
     }
 
-    /// One node; `None` unless it is canonical and inside the bytes.
+    /// One node; `None` unless it is canonical, inside the bytes, and its fields keep
+    /// the rules of [`super::check`] (a node that breaks one is left to the decoder's
+    /// path, which names the rule).
     fn node(&mut self) -> Option<WireNode<'a>> {
         let start = self.pos;
         let name = self.str()?;
@@ -310,17 +314,20 @@ impl<'a> Cursor<'a> {
             _ => return None,
         };
         let address = self.pos;
-        self.str()?; // host
-        u16::try_from(self.varint()?).ok()?; // port
-        let tags = self.varint()?;
+        let host = self.str()?;
+        let port = self.varint()?;
+        u16::try_from(port).ok()?;
+        let tags = usize::try_from(self.varint()?).ok()?;
+        check_wire_node(name, up, host, port, tags).ok()?;
         let mut previous: Option<&[u8]> = None;
         for _ in 0..tags {
             let key = self.str()?;
             if previous.is_some_and(|p| p >= key) {
                 return None;
             }
+            check_field(key, MAX_FIELD_BYTES, true).ok()?;
             previous = Some(key);
-            self.str()?; // value
+            check_field(self.str()?, MAX_META_VALUE_BYTES, false).ok()?;
         }
         Some(WireNode {
             name,
@@ -404,6 +411,17 @@ mod tests {
         let mut bad = good.clone();
         bad[3] = 0xFF;
         assert!(WireIncremental::parse(&bad).is_none());
+        // Nodes that break a rule of `NodeInfo::check`: the decoder's path names it.
+        for bad in [
+            NodeInfo::new("", NodeStatus::Up, "h", 1),
+            NodeInfo::new("a\nb", NodeStatus::Up, "h", 1),
+            NodeInfo::new("a", NodeStatus::Up, "h", 0),
+            NodeInfo::new("a", NodeStatus::Up, "h\u{1b}", 1),
+            NodeInfo::new("a", NodeStatus::Up, "h", 1).with_meta("k", "v\r"),
+        ] {
+            let record = encoded(&Update::Incremental(std::iter::once(bad.clone()).collect()));
+            assert!(WireIncremental::parse(&record).is_none(), "{bad:?}");
+        }
     }
 
     #[test]
@@ -417,7 +435,7 @@ mod tests {
 
     fn node() -> impl Strategy<Value = NodeInfo> {
         (
-            "[a-z\u{e9}]{0,12}",
+            "[a-z\u{e9}\n]{0,12}",
             any::<bool>(),
             "[0-9.]{0,300}",
             any::<u16>(),
@@ -435,14 +453,20 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
 
-        /// Every incremental update our encoder writes is canonical and reads back as
-        /// the nodes the decoder finds.
+        /// Every incremental update our encoder writes of nodes that keep the rules of
+        /// `NodeInfo::check` is canonical and reads back as the nodes the decoder finds;
+        /// one with a node that breaks a rule is left to the decoder.
         #[test]
         fn encoded_updates_read_as_the_decoder_reads_them(
             nodes in prop::collection::vec(node(), 0..300),
         ) {
             let ev: Event = nodes.into_iter().collect();
             let record = encoded(&Update::Incremental(ev.clone()));
+            let valid = ev.nodes().all(|n| n.check().is_ok());
+            prop_assert_eq!(WireIncremental::parse(&record).is_some(), valid);
+            if !valid {
+                return Ok(());
+            }
             let view = WireIncremental::parse(&record).expect("our encoder is canonical");
             prop_assert_eq!(view.len(), ev.len());
             for (wire, node) in view.nodes().zip(ev.nodes()) {

@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use plugin_sdk::{
-    watcher_endpoint, Config, EventSender, NodeInfo, NodeStatus, Watcher, WatcherEndpoint,
+    watcher_endpoint, Config, EventSender, NodeInfo, NodeStatus, SendError, Watcher,
+    WatcherEndpoint,
 };
 use serde::Deserialize;
 
@@ -192,6 +193,11 @@ fn route(request: &Request, registry: &Registry) -> Answer {
     };
     match sender.send_node(node) {
         Ok(()) => Answer::new(200, "OK"),
-        Err(e) => Answer::new(404, format!("service '{service}' is closing: {e}")),
+        // The node breaks a rule (an empty name, a control character, port 0): the
+        // message names the field.
+        Err(SendError::BadNode(e)) => Answer::new(400, e.to_string()),
+        Err(SendError::Closed(e)) => {
+            Answer::new(404, format!("service '{service}' is closing: {e}"))
+        }
     }
 }

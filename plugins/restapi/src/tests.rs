@@ -90,6 +90,33 @@ fn a_post_becomes_an_event_and_bad_ones_get_400() {
         (400, true),
         "{body}"
     );
+    // Regression: an empty name was accepted and reached the reactors; node fields
+    // that break a rule get 400 naming the field.
+    for (body, field) in [
+        (
+            r#"{"name":"","type":"nodeup","host":"h","port":1}"#,
+            "'name'",
+        ),
+        (
+            r#"{"name":"a\nb","type":"nodeup","host":"h","port":1}"#,
+            "'name'",
+        ),
+        (
+            r#"{"name":"a","type":"nodeup","host":"h\r\n","port":1}"#,
+            "'host'",
+        ),
+        (
+            r#"{"name":"a","type":"nodeup","host":"h","port":0}"#,
+            "'port'",
+        ),
+    ] {
+        let (status, answer) = post(addr, "test-service", body);
+        assert_eq!(
+            (status, answer.contains(field)),
+            (400, true),
+            "{body}: {answer}"
+        );
+    }
     assert_eq!(post(addr, "nope", ok).0, 404);
     assert_eq!(request(addr, "GET", "/service/test-service", b"").0, 405);
     assert_eq!(request(addr, "POST", "/other", b"").0, 404);

@@ -1,6 +1,6 @@
 use std::sync::{Arc, Mutex};
 
-use ipc::event::{NodeInfo, NodeStatus};
+use ipc::event::{Framing, NodeInfo, NodeStatus, Pending};
 
 use super::*;
 
@@ -72,7 +72,7 @@ impl ApplyOne for ServiceState {
     fn apply(&mut self, watcher: &str, update: Update) -> Applied {
         let record = codec::encode(&update, "update").unwrap();
         let batch = self.apply_records(watcher, [record.as_slice()]);
-        assert!(batch.bad_frame.is_none());
+        assert!(batch.bad_record.is_none());
         // The batch's encoded changes stay in `changes` until the next batch.
         Applied {
             changes: self
@@ -140,7 +140,11 @@ fn a_full_reactor_coalesces_without_holding_the_others() {
     let (mut svc, fast, slow) = fast_and_slow(1);
     let mut congested = Vec::new();
     for i in 0..50u16 {
-        let update = if i % 2 == 0 { up("n", i) } else { down("n") };
+        let update = if i % 2 == 0 {
+            up("n", i + 1)
+        } else {
+            down("n")
+        };
         congested.extend(svc.apply("w", update).congested);
     }
     assert!(
@@ -269,7 +273,7 @@ fn encoded_updates_of_every_form_reach_reactors_as_decoded_ones_would() {
     let mut records = Vec::new();
     // Canonical incremental updates (read in place), partly repeating themselves.
     for i in 0..30u16 {
-        records.push(encode(&up(&format!("n{}", i % 12), i / 12)));
+        records.push(encode(&up(&format!("n{}", i % 12), i / 12 + 1)));
     }
     records.push(encode(&down("n3")));
     // A full list (decoded).
@@ -288,7 +292,7 @@ fn encoded_updates_of_every_form_reach_reactors_as_decoded_ones_would() {
         truth.apply(codec::decode(record, "update").unwrap());
     }
     let applied = svc.apply_records("w", records.iter().map(Vec::as_slice));
-    assert!(applied.bad_frame.is_none());
+    assert!(applied.bad_record.is_none());
     assert_eq!(applied.congested, ["slow"]);
     assert_eq!(svc.stats().updates_in, records.len() as u64);
     assert_eq!(view(&fast.take()), truth.full());
@@ -307,10 +311,157 @@ fn encoded_updates_of_every_form_reach_reactors_as_decoded_ones_would() {
     // A bad record ends the batch: what came before it is applied, not what follows.
     let batch = [encode(&up("m1", 1)), vec![9, 9, 9], encode(&up("m2", 1))];
     let applied = svc.apply_records("w", batch.iter().map(Vec::as_slice));
-    let error = applied.bad_frame.expect("a bad frame").to_string();
+    let error = applied.bad_record.expect("a bad frame").to_string();
     assert!(error.contains("watcher update"), "{error}");
     let seen = fast.take();
     assert_eq!(seen.len(), 1);
     assert!(seen[0].get("m1").is_some());
     assert!(svc.current().get("m2").is_none());
+}
+
+/// The records a watcher's SDK sends for a full list too large for one record: a
+/// `FullStart` marker, `FullPart` pieces, a closing empty `Full`.
+fn list_in_pieces(list: &Event) -> Vec<Vec<u8>> {
+    let encode = |u: &Update| codec::encode(u, "update").unwrap();
+    let mut records = vec![encode(&Update::FullStart(Event::new()))];
+    let mut log = Pending::new(Framing::FullPart);
+    log.push_event(list);
+    while !log.is_empty() {
+        let piece = log.piece(1024);
+        records.extend(piece.records.iter().map(<[u8]>::to_vec));
+        log.consume(&piece, piece.records.len());
+    }
+    records.push(encode(&Update::Full(Event::new())));
+    records
+}
+
+fn numbered(range: impl Iterator<Item = u32>) -> Event {
+    range
+        .map(|i| {
+            NodeInfo::new(
+                format!("node-{i:07}.web.example.internal"),
+                NodeStatus::Up,
+                "10.1.2.3",
+                8080,
+            )
+        })
+        .collect()
+}
+
+/// What reached reactor "r": a change too large for one record goes through its
+/// backlog, which its flusher (here: this loop) hands over.
+fn delivered(svc: &mut ServiceState, sink: &VecSink) -> Vec<Event> {
+    assert_eq!(svc.flush_reactor("r"), Flush::Done);
+    sink.take()
+}
+
+/// Regression for full lists over the ring's record limit: a list of a million nodes
+/// in pieces, then one without every second node: exactly those 500,000 go down, once
+/// each, nothing else changes, and no reactor sees anything before a list is whole.
+#[test]
+fn a_million_node_list_in_pieces_keeps_its_meaning() {
+    const N: u32 = 1_000_000;
+    let mut svc = ServiceState::new("web");
+    let sink = VecSink::with_capacity(usize::MAX / 2);
+    svc.attach_reactor("r", Box::new(sink.clone()));
+    let first = list_in_pieces(&numbered(0..N));
+    let (last, pieces) = first.split_last().unwrap();
+    // The pieces arrive in batches of a few hundred records, as a pump drains them.
+    for batch in pieces.chunks(300) {
+        let applied = svc.apply_records("w", batch.iter().map(Vec::as_slice));
+        assert!(applied.bad_record.is_none());
+        assert!(sink.take().is_empty(), "nothing before the list is whole");
+    }
+    svc.apply_records("w", [last.as_slice()]);
+    let ups: usize = delivered(&mut svc, &sink).iter().map(Event::len).sum();
+    assert_eq!(ups, N as usize);
+
+    let second = list_in_pieces(&numbered((0..N).step_by(2)));
+    for batch in second.chunks(300) {
+        svc.apply_records("w", batch.iter().map(Vec::as_slice));
+    }
+    let mut downs = std::collections::HashSet::new();
+    for event in delivered(&mut svc, &sink) {
+        for node in event.nodes() {
+            assert_eq!(
+                node.status,
+                NodeStatus::Down,
+                "{node}: nothing else changes"
+            );
+            let i: u32 = node.name[5..12].parse().unwrap();
+            assert!(i % 2 == 1, "{node} is in the list");
+            assert!(downs.insert(i), "{node} reported down twice");
+        }
+    }
+    assert_eq!(downs.len(), N as usize / 2);
+    assert_eq!(svc.current().len(), N as usize / 2);
+}
+
+/// A watcher whose session ends in the middle of a list in pieces: the next session's
+/// list starts afresh, and what the first sent of it is not applied.
+#[test]
+fn a_list_left_unfinished_by_a_session_is_dropped_when_the_next_starts() {
+    let mut svc = ServiceState::new("web");
+    let sink = VecSink::with_capacity(1000);
+    svc.attach_reactor("r", Box::new(sink.clone()));
+    svc.apply("w", up("a", 1));
+    let pieces = list_in_pieces(&numbered(0..10));
+    // The first session sends all but the closing record, then dies.
+    svc.apply_records("w", pieces[..pieces.len() - 1].iter().map(Vec::as_slice));
+    svc.watcher_started("w");
+    // A plugin that bypasses the SDK continues with a piece and a close: only that
+    // piece counts as the list.
+    let part = codec::encode(&Update::FullPart(numbered(20..21)), "u").unwrap();
+    let close = codec::encode(&Update::Full(Event::new()), "u").unwrap();
+    svc.apply_records("w", [part.as_slice(), close.as_slice()]);
+    assert_eq!(svc.current(), numbered(20..21));
+}
+
+/// A list in pieces that never ends cannot make the host keep nodes without bound.
+#[test]
+fn a_list_in_pieces_past_the_limit_is_refused() {
+    let mut svc = ServiceState::new("web");
+    svc.set_full_list_limit(5000);
+    let pieces = list_in_pieces(&numbered(0..6000));
+    let applied = svc.apply_records("w", pieces.iter().map(Vec::as_slice));
+    let error = applied.bad_record.expect("refused").to_string();
+    assert!(error.contains("more than 5000 nodes"), "{error}");
+    assert!(svc.current().is_empty());
+}
+
+/// Regression: node fields were not checked in the host, so a plugin bypassing the
+/// SDK could send an empty name or a newline into a filelogger's lines. Such nodes are
+/// dropped and counted; the good nodes of the same update go on.
+#[test]
+fn bad_nodes_from_a_plugin_that_bypasses_the_sdk_never_reach_a_reactor() {
+    let mut svc = ServiceState::new("web");
+    let sink = VecSink::with_capacity(100);
+    svc.attach_reactor("r", Box::new(sink.clone()));
+    let mut ev = Event::with_node("good", NodeStatus::Up, "h", 1);
+    ev.add_node(NodeInfo::new("", NodeStatus::Up, "h", 1));
+    ev.add_node(NodeInfo::new(
+        "x\n2026-01-01 forged (up) 6.6.6.6:1",
+        NodeStatus::Up,
+        "h",
+        1,
+    ));
+    ev.add_node(NodeInfo::new("y", NodeStatus::Up, "h\u{1b}[2J", 1));
+    ev.add_node(NodeInfo::new("z", NodeStatus::Up, "h", 0));
+    let record = codec::encode(&Update::Incremental(ev), "u").unwrap();
+    let applied = svc.apply_records("w", [record.as_slice()]);
+    assert!(applied.bad_record.is_none(), "the session goes on");
+    assert_eq!(svc.stats().bad_nodes, 4);
+    let got = sink.take();
+    assert_eq!(view(&got), Event::with_node("good", NodeStatus::Up, "h", 1));
+    // In a full list too.
+    let list = [NodeInfo::new("bad\t", NodeStatus::Up, "h", 1)]
+        .into_iter()
+        .collect();
+    let record = codec::encode(&Update::Full(list), "u").unwrap();
+    svc.apply_records("w", [record.as_slice()]);
+    assert_eq!(svc.stats().bad_nodes, 5);
+    assert!(
+        svc.current().is_empty(),
+        "good went down, bad never came up"
+    );
 }
