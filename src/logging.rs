@@ -1,5 +1,7 @@
 //! Logging set-up: every log line goes through `tracing` to stderr.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::LogFormat;
@@ -22,8 +24,12 @@ pub fn init(format: LogFormat) {
         },
         _ => (EnvFilter::new("info"), None),
     };
+    // Colours only for a person at a terminal: a log redirected to a file or read by a
+    // supervisor gets no escape sequences (and `NO_COLOR` turns them off anyway).
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

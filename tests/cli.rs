@@ -358,6 +358,16 @@ fn plugins_lists_the_builtins() {
     }
 }
 
+/// Regression: a text log redirected to a file was full of ANSI colour codes.
+#[test]
+fn a_text_log_that_is_not_a_terminal_has_no_colour_codes() {
+    let fx = Fixture::new(VALID);
+    let out = fx.run(&["check"], &[("RECEPTOR_LOG", "debug")]);
+    let err = stderr(&out);
+    assert!(err.contains("configuration loaded"), "{err}");
+    assert!(!err.contains('\u{1b}'), "escape sequences in {err:?}");
+}
+
 #[test]
 fn json_log_format_writes_json_lines() {
     let fx = Fixture::new(VALID);
