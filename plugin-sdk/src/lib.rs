@@ -65,3 +65,11 @@ pub use plugin::{
     WatcherEndpoint,
 };
 pub use serve::{serve_reactor, serve_watcher};
+/// The logging facade plugins use: the SDK forwards every line to the host's log.
+pub use tracing;
+
+/// The plugin author's guide (`plugin-sdk/README.md`): each of its Rust blocks is a
+/// doctest, so the guide cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
