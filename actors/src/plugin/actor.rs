@@ -681,7 +681,7 @@ impl PluginProcess {
                 }
             }
             HostEvent::Notice(Notice::Log { level, message }) => {
-                super::process::log_line(&self.name(), "control", &format!("{level} {message}"));
+                super::output::log_line(&self.name(), "control", &format!("{level} {message}"));
             }
             HostEvent::Closed { reason } => self.fail(reason, ctx),
         }

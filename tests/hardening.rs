@@ -1,0 +1,142 @@
+//! The host against plugins that misbehave around their life cycle (issue 12): hung at
+//! shutdown, slow at start-up, dead before their handshake, leaving a process behind,
+//! flooding their output, burying the host in notices. Real host, real plugin
+//! processes; every wait is bounded, and every test leaves no process and no
+//! `/dev/shm` entry behind.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::{alive, signal_pid, wait_until, Fixture, WAIT};
+use nix::sys::signal::Signal;
+
+/// A reactor of type `t` recording into `r.jsonl`, for services that need one.
+const RECORDER: &str = r#"
+[services.s.reactors.r]
+type = "t"
+cfg = { scenario = "record", file = "r.jsonl" }
+"#;
+
+/// The peak resident memory of process `pid`, in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("a VmHWM line")
+}
+
+/// Kills the process whose pid is in `file` when dropped (a test's leftover, even when
+/// the test fails).
+struct KillOnDrop(PathBuf);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(pid) = std::fs::read_to_string(&self.0)
+            .ok()
+            .and_then(|p| p.trim().parse::<u32>().ok())
+        {
+            if alive(pid) {
+                signal_pid(pid, Signal::SIGKILL);
+            }
+        }
+    }
+}
+
+/// Guards the report of a plugin that dies before its handshake: it read
+/// `truncated frame: 0 of 44 bytes`.
+#[test]
+fn a_plugin_that_exits_before_its_handshake_is_reported_with_its_status_and_last_lines() {
+    let fixture = Fixture::new(&format!(
+        r#"
+[services.s.watchers.w]
+type = "early-exit"
+{RECORDER}"#
+    ));
+    fixture.install_test_plugin("watcher", "early-exit");
+    fixture.install_test_plugin("reactor", "t");
+    let (status, log) = fixture.run_to_end();
+    assert_eq!(status.code(), Some(1), "{log}");
+    // The error goes to stderr as text, after the JSON log, the plugin's lines below it.
+    let at = log
+        .find("exited before its handshake")
+        .unwrap_or_else(|| panic!("no report of the early exit: {log}"));
+    let report = &log[at..];
+    assert!(report.contains("(exit status: 7)"), "{report}");
+    assert!(!report.contains("truncated frame"), "{report}");
+    let quoted: Vec<&str> = report
+        .lines()
+        .skip(1)
+        .map(str::trim)
+        .filter(|l| l.starts_with("early line"))
+        .collect();
+    let last_ten: Vec<String> = (3..=12).map(|i| format!("early line {i}")).collect();
+    assert_eq!(quoted, last_ten, "{report}");
+}
+
+/// Guards the host's exit against a plugin's leftovers: dropping a plugin's handle
+/// joined its log readers, which a process outside the group kept blocked for ever.
+#[test]
+fn a_process_that_left_the_plugins_group_with_its_stderr_does_not_hang_the_host() {
+    let fixture = Fixture::new(&format!(
+        r#"
+shutdown_timeout = "2s"
+
+[services.s.watchers.w]
+type = "leaver"
+cfg = {{ scenario = "setsid-child", child_pid_file = "leaver.pid" }}
+{RECORDER}"#
+    ));
+    fixture.install_test_plugin("watcher", "leaver");
+    fixture.install_test_plugin("reactor", "t");
+    let pid_file = fixture.path().join("leaver.pid");
+    let _leftover = KillOnDrop(pid_file.clone());
+    let mut host = fixture.start();
+    wait_until("the process that left", WAIT, || {
+        std::fs::read_to_string(&pid_file).is_ok_and(|p| !p.is_empty())
+    });
+    wait_until("a running pipeline", WAIT, || {
+        host.log().contains("receptor running")
+    });
+
+    host.signal(Signal::SIGTERM);
+    let status = host.wait(WAIT).expect("the host exits");
+    let log = host.log();
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(log.contains("not waiting for it"), "{log}");
+}
+
+/// Guards the host's memory against a plugin's output: a line was read whole,
+/// however long.
+#[test]
+fn two_hundred_megabytes_without_a_newline_are_cut_and_cost_the_host_one_bounded_line() {
+    const FLOOD: u64 = 200 << 20;
+    let fixture = Fixture::new(&format!(
+        r#"
+[services.s.watchers.w]
+type = "flood"
+cfg = {{ scenario = "flood", count = {FLOOD} }}
+{RECORDER}"#
+    ));
+    fixture.install_test_plugin("watcher", "flood");
+    fixture.install_test_plugin("reactor", "t");
+    let host = fixture.start();
+    wait_until("the line after the flood", WAIT, || {
+        host.log().contains("after the flood")
+    });
+    let peak = peak_rss_kib(host.pid());
+    let log = host.log();
+    assert!(
+        log.contains("[line cut at 65536 bytes]"),
+        "the cut is marked"
+    );
+    assert!(
+        log.len() < 1 << 20,
+        "the log holds the cut line, not the flood: {} bytes",
+        log.len()
+    );
+    // The flood alone is 200 MiB; the host's own needs stay far below the bound.
+    assert!(peak < 128 * 1024, "the host's peak RSS is {peak} KiB");
+}
