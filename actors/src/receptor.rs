@@ -21,8 +21,8 @@ use crate::endpoint::actor::EndpointName;
 use crate::endpoint::ServiceCore;
 use crate::lookup::{PluginKind, PluginSource};
 use crate::plugin::actor::{
-    Boot, BootError, CloseEndpoints, InjectPanic, Instance, PluginFailed, PluginProcess,
-    StartEndpoints, StopPlugin, Supervise,
+    BootError, BootPlugin, CloseEndpoints, InjectPanic, Instance, PluginFailed, PluginProcess,
+    StartEndpoints, StartSupervising, StopPlugin,
 };
 use crate::plugin::connection::PluginSpec;
 use crate::service::ServiceState;
@@ -205,7 +205,7 @@ impl Receptor {
             let addr = actix::Supervisor::start(move |_| actor);
             self.plugins.insert(key, addr.clone());
             let booted = addr
-                .send(Boot)
+                .send(BootPlugin)
                 .await
                 .map_err(|e| BootError::Launch(e.to_string()))
                 .and_then(|r| r);
@@ -224,7 +224,7 @@ impl Receptor {
             }
         }
         for addr in self.plugins.values() {
-            addr.do_send(Supervise);
+            addr.do_send(StartSupervising);
         }
         Ok(())
     }

@@ -1,0 +1,211 @@
+//! The messages a `PluginProcess` receives, each handler forwarding to one method of
+//! the actor or of its [`PluginLife`](super::state::PluginLife).
+
+use std::time::Duration;
+
+use actix::prelude::*;
+use ipc::control::{HostEvent, Notice};
+
+use super::{off_arbiter, BootError, PluginProcess, Running};
+use crate::endpoint::actor::{EndpointEnded, EndpointName, StopEndpoint};
+use crate::endpoint::SessionEnd;
+use crate::lookup::PluginKind;
+use crate::plugin::connection::EndpointId;
+
+/// A test hook: makes the actor panic inside a handler, as a bug would.
+#[doc(hidden)]
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct InjectPanic;
+
+impl Handler<InjectPanic> for PluginProcess {
+    type Result = ();
+
+    fn handle(&mut self, _: InjectPanic, ctx: &mut Context<Self>) {
+        self.guarded(ctx, "InjectPanic", |_, _| panic!("injected by a test hook"));
+    }
+}
+
+/// Boots the plugin at start-up: launch, `Setup`, every `Accept`. Not restarted on error.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), BootError>")]
+pub struct BootPlugin;
+
+impl Handler<BootPlugin> for PluginProcess {
+    type Result = ResponseActFuture<Self, Result<(), BootError>>;
+
+    fn handle(&mut self, _: BootPlugin, _: &mut Context<Self>) -> Self::Result {
+        Box::pin(self.boot().into_actor(self).map(|booted, act, ctx| {
+            let booted = booted?;
+            act.install(booted, ctx);
+            Ok(())
+        }))
+    }
+}
+
+/// Starts the booted endpoints of one kind (reactors before watchers, host-wide).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct StartEndpoints(pub PluginKind);
+
+impl Handler<StartEndpoints> for PluginProcess {
+    type Result = ResponseActFuture<Self, Result<(), String>>;
+
+    fn handle(&mut self, msg: StartEndpoints, _: &mut Context<Self>) -> Self::Result {
+        let start = self
+            .conn
+            .clone()
+            .map(|conn| Self::start(conn, self.start_requests(Some(msg.0))));
+        Box::pin(
+            async move {
+                match start {
+                    Some(start) => start.await,
+                    None => Err("the plugin is not running".to_owned()),
+                }
+            }
+            .into_actor(self),
+        )
+    }
+}
+
+/// Marks the plugin running (sent once every plugin's endpoints started): from now on a
+/// failure restarts it, and one reported while it was starting is acted on now.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct StartSupervising;
+
+impl Handler<StartSupervising> for PluginProcess {
+    type Result = ();
+
+    fn handle(&mut self, _: StartSupervising, ctx: &mut Context<Self>) {
+        self.guarded(ctx, "StartSupervising", |act, ctx| {
+            if act.life.may_start_supervising() {
+                act.now_running(ctx);
+            }
+        });
+    }
+}
+
+/// Closes the running endpoints of one kind (shutdown): the plugin's `close` fires, and
+/// the endpoint actors stop. Failures from here on are not restarted.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct CloseEndpoints(pub PluginKind);
+
+impl Handler<CloseEndpoints> for PluginProcess {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, msg: CloseEndpoints, _: &mut Context<Self>) -> Self::Result {
+        self.life.stopping();
+        let (closing, kept): (Vec<Running>, Vec<Running>) =
+            self.endpoints.drain(..).partition(|e| e.name.kind == msg.0);
+        self.endpoints = kept;
+        let conn = self.conn.clone();
+        Box::pin(async move {
+            if let Some(conn) = conn {
+                let ids: Vec<(EndpointName, EndpointId)> =
+                    closing.iter().map(|e| (e.name.clone(), e.id)).collect();
+                let _ = off_arbiter(move || {
+                    for (name, id) in ids {
+                        if let Err(e) = conn.close(id) {
+                            tracing::debug!(endpoint = %name, "close: {e}");
+                        }
+                    }
+                })
+                .await;
+            }
+            for endpoint in closing {
+                let _ = endpoint.actor.send(StopEndpoint).await;
+            }
+        })
+    }
+}
+
+/// Asks the plugin to exit, waits up to `grace`, then kills its process group.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct StopPlugin {
+    /// How long the plugin gets to exit by itself.
+    pub grace: Duration,
+}
+
+impl Handler<StopPlugin> for PluginProcess {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, msg: StopPlugin, _: &mut Context<Self>) -> Self::Result {
+        self.life.stopping();
+        let conn = self.release();
+        let stop = async move {
+            if let Some(conn) = conn {
+                let _ = off_arbiter(move || conn.shutdown(msg.grace)).await;
+            }
+        };
+        Box::pin(stop.into_actor(self).map(|_, _, ctx| ctx.stop()))
+    }
+}
+
+/// An event of the control connection of incarnation `generation` arrived.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(super) struct ControlEventArrived {
+    pub(super) generation: u64,
+    pub(super) event: HostEvent,
+}
+
+impl Handler<ControlEventArrived> for PluginProcess {
+    type Result = ();
+
+    fn handle(&mut self, msg: ControlEventArrived, ctx: &mut Context<Self>) {
+        if !self.life.is_current(msg.generation) {
+            return;
+        }
+        self.guarded(ctx, "a control event", |act, ctx| {
+            act.on_control_event(msg.event, ctx)
+        });
+    }
+}
+
+impl PluginProcess {
+    fn on_control_event(&mut self, event: HostEvent, ctx: &mut Context<Self>) {
+        match event {
+            HostEvent::Notice(Notice::Finished { endpoint, error }) => {
+                let name = self
+                    .endpoints
+                    .iter()
+                    .find(|e| e.id == endpoint)
+                    .map(|e| e.name.to_string());
+                let name = name.unwrap_or_else(|| format!("endpoint {endpoint}"));
+                match error {
+                    // An endpoint that failed (its handle returned an error or panicked)
+                    // is a crash of the plugin: restart it.
+                    Some(e) => self.fail(format!("{name} ended with an error: {e}"), ctx),
+                    None => tracing::info!(plugin = %self.name(), "{name} finished"),
+                }
+            }
+            HostEvent::Notice(Notice::Log { level, message }) => {
+                crate::plugin::output::log_line(
+                    &self.name(),
+                    "control",
+                    &format!("{level} {message}"),
+                );
+            }
+            HostEvent::Closed { reason } => self.fail(reason, ctx),
+        }
+    }
+}
+
+impl Handler<EndpointEnded> for PluginProcess {
+    type Result = ();
+
+    fn handle(&mut self, msg: EndpointEnded, ctx: &mut Context<Self>) {
+        if !self.life.is_current(msg.generation) {
+            return;
+        }
+        self.guarded(ctx, "an endpoint's end", |act, ctx| match msg.end {
+            SessionEnd::Finished | SessionEnd::Stopped => {
+                tracing::info!(endpoint = %msg.name, "session ended");
+            }
+            SessionEnd::Failed(reason) => act.fail(format!("{}: {reason}", msg.name), ctx),
+        });
+    }
+}
