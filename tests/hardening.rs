@@ -140,3 +140,33 @@ cfg = {{ scenario = "flood", count = {FLOOD} }}
     // The flood alone is 200 MiB; the host's own needs stay far below the bound.
     assert!(peak < 128 * 1024, "the host's peak RSS is {peak} KiB");
 }
+
+/// Guards the control connection's notices: the reader gave up when the actor's
+/// mailbox (16) was full, and a `Finished` with an error after a burst was lost.
+#[test]
+fn a_burst_of_notices_is_acted_on_to_the_last() {
+    let fixture = Fixture::new(&format!(
+        r#"
+[supervision]
+restart_backoff_min = "20ms"
+restart_backoff_max = "200ms"
+
+[services.s.watchers.w]
+type = "burst"
+{RECORDER}"#
+    ));
+    fixture.install_test_plugin("watcher", "burst");
+    fixture.install_test_plugin("reactor", "t");
+    let host = fixture.start();
+    wait_until("the error after the burst", WAIT, || {
+        host.log().contains("ended with an error: burst over")
+    });
+    let log = host.log();
+    for i in 1..=500 {
+        let notice = format!("burst notice {i:04} of 0500");
+        assert!(log.contains(&notice), "{notice} is missing");
+    }
+    wait_until("the plugin restarted", WAIT, || {
+        host.pids_of("watcher/burst").len() >= 2
+    });
+}

@@ -144,17 +144,14 @@ impl Handler<StopPlugin> for PluginProcess {
     }
 }
 
-/// An event of the control connection of incarnation `generation` arrived.
-#[derive(Message)]
-#[rtype(result = "()")]
+/// An event of the control connection of incarnation `generation` (an item of the
+/// stream the connection's reader feeds; nothing is dropped on the way).
 pub(super) struct ControlEventArrived {
     pub(super) generation: u64,
     pub(super) event: HostEvent,
 }
 
-impl Handler<ControlEventArrived> for PluginProcess {
-    type Result = ();
-
+impl StreamHandler<ControlEventArrived> for PluginProcess {
     fn handle(&mut self, msg: ControlEventArrived, ctx: &mut Context<Self>) {
         if !self.life.is_current(msg.generation) {
             return;
@@ -163,6 +160,10 @@ impl Handler<ControlEventArrived> for PluginProcess {
             act.on_control_event(msg.event, ctx)
         });
     }
+
+    /// The connection's events end with it (after its `Closed`): nothing to do; the
+    /// default would stop the actor.
+    fn finished(&mut self, _: &mut Context<Self>) {}
 }
 
 impl PluginProcess {

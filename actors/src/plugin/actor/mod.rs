@@ -22,7 +22,8 @@
 //! budget, backoff, generation), [`boot`] does the blocking work of a boot, and
 //! [`handlers`] holds the messages. Every blocking call (the process, the control
 //! connection) runs on tokio's blocking pool; the actor's own handlers never block an
-//! arbiter thread.
+//! arbiter thread. The control connection's notices reach the actor through a bounded
+//! channel its reader thread blocks on when full, so none is ever dropped.
 //!
 //! The actor runs under an actix `Supervisor`. A panic in one of its handlers is caught
 //! at the handler's boundary and stops the actor; the supervisor restarts it, and the
@@ -39,7 +40,9 @@ pub mod handlers;
 pub mod state;
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -57,6 +60,10 @@ pub use self::boot::{BootError, Instance};
 pub use self::handlers::{
     BootPlugin, CloseEndpoints, InjectPanic, StartEndpoints, StartSupervising, StopPlugin,
 };
+
+/// How many control notices wait for the actor before the connection's reader thread
+/// waits for room.
+const NOTICE_BACKLOG: usize = 64;
 
 /// A plugin ran out of restarts (sent to the host).
 #[derive(Debug, Clone, Message)]
@@ -162,25 +169,32 @@ impl PluginProcess {
         async move { start.await? }
     }
 
-    /// Makes a boot's sessions live: endpoint actors, the connection's event forwarder.
+    /// Makes a boot's sessions live: endpoint actors, the connection's notices.
     fn install(&mut self, booted: Booted, ctx: &mut Context<Self>) {
         let generation = self.life.installed();
         if let Some(events) = booted.conn.take_events() {
-            let forward = ctx.address();
+            let (tx, rx) = tokio::sync::mpsc::channel(NOTICE_BACKLOG);
+            // A plain thread, not the runtime: it blocks while the actor catches up, and
+            // ends when the connection's events end or the actor is gone.
             let spawned = std::thread::Builder::new()
                 .name(format!("control-{}", self.spec.plugin_type))
                 .spawn(move || {
                     for event in events {
-                        if forward
-                            .try_send(ControlEventArrived { generation, event })
+                        if tx
+                            .blocking_send(ControlEventArrived { generation, event })
                             .is_err()
                         {
                             break;
                         }
                     }
                 });
-            if let Err(e) = spawned {
-                tracing::warn!(plugin = %self.name(), "cannot watch the control connection: {e}");
+            match spawned {
+                Ok(_) => {
+                    ctx.add_stream(ControlEvents(rx));
+                }
+                Err(e) => {
+                    tracing::warn!(plugin = %self.name(), "cannot watch the control connection: {e}")
+                }
             }
         }
         let report = ctx.address().recipient::<EndpointEnded>();
@@ -353,6 +367,17 @@ impl PluginProcess {
                 }
             }
         }));
+    }
+}
+
+/// The control connection's events, as a stream the actor drains.
+struct ControlEvents(tokio::sync::mpsc::Receiver<ControlEventArrived>);
+
+impl Stream for ControlEvents {
+    type Item = ControlEventArrived;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx)
     }
 }
 
