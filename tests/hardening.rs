@@ -7,8 +7,9 @@
 mod common;
 
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
-use common::{alive, signal_pid, wait_until, Fixture, WAIT};
+use common::{alive, shm_entries_of, signal_pid, wait_until, Fixture, WAIT};
 use nix::sys::signal::Signal;
 
 /// A reactor of type `t` recording into `r.jsonl`, for services that need one.
@@ -17,6 +18,14 @@ const RECORDER: &str = r#"
 type = "t"
 cfg = { scenario = "record", file = "r.jsonl" }
 "#;
+
+/// Whether process `pid` is stopped (SIGSTOP).
+fn stopped(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('T'))
+    })
+}
 
 /// The peak resident memory of process `pid`, in KiB.
 fn peak_rss_kib(pid: u32) -> u64 {
@@ -43,6 +52,67 @@ impl Drop for KillOnDrop {
             }
         }
     }
+}
+
+/// Guards issue 12's shutdown deadline: closes went to one endpoint after another with
+/// 30 s each, so a hung plugin with three endpoints held the host for 90 s.
+#[test]
+fn a_hung_plugin_with_three_endpoints_holds_the_shutdown_no_longer_than_its_timeout() {
+    let hung = r#"{ scenario = "hang-after-start" }"#;
+    let fixture = Fixture::new(&format!(
+        r#"
+shutdown_timeout = "1s"
+
+[supervision]
+ping_timeout = "60s"
+
+[services.s.watchers.w1]
+type = "hang"
+cfg = {hung}
+
+[services.s.watchers.w2]
+type = "hang"
+cfg = {hung}
+
+[services.s.watchers.w3]
+type = "hang"
+cfg = {hung}
+{RECORDER}"#
+    ));
+    fixture.install_test_plugin("watcher", "hang");
+    fixture.install_test_plugin("reactor", "t");
+    let mut host = fixture.start();
+    let host_pid = host.pid();
+    let plugin = host.wait_for_start("watcher/hang", 1);
+    wait_until("a running pipeline", WAIT, || {
+        host.log().contains("receptor running")
+    });
+    wait_until("the plugin to hang", WAIT, || stopped(plugin));
+
+    host.signal(Signal::SIGTERM);
+    let asked = Instant::now();
+    let status = host.wait(WAIT).expect("the host exits");
+    let took = asked.elapsed();
+    let log = host.log();
+    assert_eq!(status.code(), Some(0), "a requested stop succeeds: {log}");
+    // The deadline is 1 s; the bound only tells the fix from the 90 s of the bug.
+    assert!(
+        took < Duration::from_secs(15),
+        "shutdown took {took:?}: {log}"
+    );
+    assert!(
+        log.contains("plugin watcher/hang had not stopped by its deadline"),
+        "the straggler is named: {log}"
+    );
+    assert!(
+        log.contains("killed at the shutdown deadline (1s): watcher/hang"),
+        "{log}"
+    );
+    wait_until("the hung plugin to be gone", WAIT, || !alive(plugin));
+    for pid in host.plugin_pids() {
+        assert!(!alive(pid), "plugin {pid} outlived the host");
+    }
+    assert_eq!(shm_entries_of(host_pid), Vec::<String>::new());
 }
 
 /// Guards the report of a plugin that dies before its handshake: it read

@@ -7,11 +7,15 @@
 //! [`StartupError`] that names the plugin, the service and the instance, with the
 //! plugin's own message; failures after start-up are the plugin actors' to handle.
 //!
-//! Shutdown is one signal out and completion counted back, with a deadline: close the
-//! watchers, let the reactors drain what is in flight, close the reactors, ask every
-//! plugin to exit, and kill what is still alive after `shutdown_timeout`.
+//! Shutdown is one signal out and completion counted back, with one deadline,
+//! `shutdown_timeout`, for all of it: close the watchers (every endpoint of every
+//! plugin at once), let the reactors drain what is in flight, close the reactors, ask
+//! every plugin to exit, and at the deadline kill every plugin still alive, naming it in
+//! the log. A hung plugin costs the host `shutdown_timeout`, however many endpoints it
+//! has.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -133,7 +137,7 @@ impl StartupError {
 pub struct Receptor {
     shutdown_timeout: Duration,
     plugins: BTreeMap<PluginKey, Addr<PluginProcess>>,
-    cores: Vec<std::sync::Arc<ServiceCore>>,
+    cores: Vec<Arc<ServiceCore>>,
 }
 
 impl Receptor {
@@ -248,62 +252,86 @@ impl Receptor {
     pub async fn shutdown(self) {
         let deadline = Instant::now() + self.shutdown_timeout;
         tracing::info!("shutting down: closing watchers");
-        self.close_endpoints(PluginKind::Watcher).await;
+        self.close_endpoints(PluginKind::Watcher, deadline).await;
         self.drain_reactors(deadline).await;
         tracing::info!("closing reactors");
-        self.close_endpoints(PluginKind::Reactor).await;
-        let grace = deadline.saturating_duration_since(Instant::now());
+        self.close_endpoints(PluginKind::Reactor, deadline).await;
         let stops: Vec<_> = self
             .plugins
-            .values()
-            .map(|addr| addr.send(StopPlugin { grace }))
+            .iter()
+            .map(|((kind, plugin_type), addr)| {
+                (
+                    format!("{kind}/{plugin_type}"),
+                    addr.send(StopPlugin { deadline }),
+                )
+            })
             .collect();
-        for stop in stops {
-            let _ = stop.await;
+        let mut killed = Vec::new();
+        for (name, stop) in stops {
+            if !matches!(stop.await, Ok(true)) {
+                killed.push(name);
+            }
         }
-        tracing::info!("receptor stopped");
+        if killed.is_empty() {
+            tracing::info!("receptor stopped");
+        } else {
+            tracing::warn!(
+                "receptor stopped; killed at the shutdown deadline ({}): {}",
+                humantime::format_duration(self.shutdown_timeout),
+                killed.join(", ")
+            );
+        }
     }
 
-    async fn close_endpoints(&self, kind: PluginKind) {
+    /// Closes every endpoint of `kind`, all plugins at once, each within `deadline`.
+    async fn close_endpoints(&self, kind: PluginKind, deadline: Instant) {
         let closes: Vec<_> = self
             .plugins
             .values()
-            .map(|addr| addr.send(CloseEndpoints(kind)))
+            .map(|addr| addr.send(CloseEndpoints { kind, deadline }))
             .collect();
         for close in closes {
             let _ = close.await;
         }
     }
 
-    /// Waits until every reactor has read everything, or the deadline.
+    /// Waits until every reactor has read everything, or the deadline. The services'
+    /// states are locked by their pump threads while they apply a batch, so the polling
+    /// runs on the blocking pool, never on the arbiter.
     async fn drain_reactors(&self, deadline: Instant) {
-        loop {
-            let pending: Vec<String> = self
-                .cores
-                .iter()
-                .flat_map(|core| {
-                    let state = core.lock();
-                    state
-                        .reactor_names()
-                        .into_iter()
-                        .filter(|r| !state.is_drained(r))
-                        .map(|r| format!("service '{}' reactor '{r}'", state.name()))
-                        .collect::<Vec<_>>()
-                })
-                .collect();
-            if pending.is_empty() {
-                return;
+        let cores = self.cores.clone();
+        let waited = tokio::task::spawn_blocking(move || loop {
+            let pending = undrained(&cores);
+            if pending.is_empty() || Instant::now() >= deadline {
+                return pending;
             }
-            if Instant::now() >= deadline {
-                tracing::warn!(
-                    "shutdown timeout reached before these reactors drained: {}",
-                    pending.join(", ")
-                );
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            std::thread::sleep(Duration::from_millis(5));
+        });
+        match waited.await {
+            Ok(pending) if pending.is_empty() => {}
+            Ok(pending) => tracing::warn!(
+                "shutdown timeout reached before these reactors drained: {}",
+                pending.join(", ")
+            ),
+            Err(e) => tracing::warn!("cannot wait for the reactors to drain: {e}"),
         }
     }
+}
+
+/// The reactors that have not read everything yet (blocking: locks each service).
+fn undrained(cores: &[Arc<ServiceCore>]) -> Vec<String> {
+    cores
+        .iter()
+        .flat_map(|core| {
+            let state = core.lock();
+            state
+                .reactor_names()
+                .into_iter()
+                .filter(|r| !state.is_drained(r))
+                .map(|r| format!("service '{}' reactor '{r}'", state.name()))
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// A request's answer, or the text of why there is none.

@@ -11,7 +11,7 @@ use std::process::{Command, ExitStatus};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::{Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ipc::control::{
     socket_pair, HandshakeError, HostConnection, HostEvent, Request, RequestError, Secret,
@@ -238,11 +238,9 @@ impl PluginConnection {
             .request(Request::Start { endpoint }, REQUEST_TIMEOUT)?)
     }
 
-    /// `Close`: the endpoint's close signal fires.
-    pub fn close(&self, endpoint: EndpointId) -> Result<(), PluginRequestError> {
-        Ok(self
-            .conn
-            .request(Request::Close { endpoint }, REQUEST_TIMEOUT)?)
+    /// `Close`: the endpoint's close signal fires; the plugin has `timeout` to answer.
+    pub fn close(&self, endpoint: EndpointId, timeout: Duration) -> Result<(), PluginRequestError> {
+        Ok(self.conn.request(Request::Close { endpoint }, timeout)?)
     }
 
     /// `Ping`, answered within `timeout`.
@@ -250,19 +248,44 @@ impl PluginConnection {
         Ok(self.conn.request(Request::Ping, timeout)?)
     }
 
-    /// Asks the plugin to exit, gives it `grace`, then kills its process group.
-    pub fn shutdown(&self, grace: Duration) {
-        if let Err(e) = self.conn.request(Request::Shutdown, grace) {
+    /// Kills the plugin's process group at once and reaps it (a restart's tear-down).
+    pub fn kill(&self) {
+        self.conn.close();
+        let mut child = self.child.lock().unwrap_or_else(PoisonError::into_inner);
+        child.stop(Duration::ZERO);
+    }
+
+    /// Asks the plugin to exit and waits for it until `deadline`; then, if it is still
+    /// alive, logs that it had not stopped and kills its process group. Returns whether
+    /// it exited by itself.
+    pub fn stop_by(&self, deadline: Instant) -> bool {
+        let left = || deadline.saturating_duration_since(Instant::now());
+        if let Err(e) = self.conn.request(Request::Shutdown, left()) {
             tracing::debug!(plugin = %self.name, "shutdown request: {e}");
         }
         self.conn.close();
         let mut child = self.child.lock().unwrap_or_else(PoisonError::into_inner);
-        match child.stop(grace) {
-            Some(status) if status.success() => {
-                tracing::debug!(plugin = %self.name, "plugin exited")
+        match child.wait_timeout(left()) {
+            Some(status) => {
+                // Anything the plugin left in its group goes too.
+                child.stop(Duration::ZERO);
+                if status.success() {
+                    tracing::debug!(plugin = %self.name, "plugin exited");
+                } else {
+                    tracing::warn!(plugin = %self.name, "plugin exited with {status}");
+                }
+                true
             }
-            Some(status) => tracing::warn!(plugin = %self.name, "plugin exited with {status}"),
-            None => tracing::warn!(plugin = %self.name, "plugin killed after {grace:?}"),
+            None => {
+                tracing::warn!(
+                    plugin = %self.name,
+                    pid = child.pid(),
+                    "plugin {} had not stopped by its deadline; killing its process group",
+                    self.name
+                );
+                child.stop(Duration::ZERO);
+                false
+            }
         }
     }
 }

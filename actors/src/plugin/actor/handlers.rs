@@ -1,7 +1,7 @@
 //! The messages a `PluginProcess` receives, each handler forwarding to one method of
 //! the actor or of its [`PluginLife`](super::state::PluginLife).
 
-use std::time::Duration;
+use std::time::Instant;
 
 use actix::prelude::*;
 use ipc::control::{HostEvent, Notice};
@@ -86,33 +86,49 @@ impl Handler<StartSupervising> for PluginProcess {
     }
 }
 
-/// Closes the running endpoints of one kind (shutdown): the plugin's `close` fires, and
-/// the endpoint actors stop. Failures from here on are not restarted.
+/// Closes the running endpoints of one kind (shutdown): the plugin's `close` fires for
+/// each, all at once, and the endpoint actors stop. The plugin has until `deadline` to
+/// answer; failures from here on are not restarted.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub struct CloseEndpoints(pub PluginKind);
+pub struct CloseEndpoints {
+    /// Which endpoints.
+    pub kind: PluginKind,
+    /// When the shutdown's time is up.
+    pub deadline: Instant,
+}
 
 impl Handler<CloseEndpoints> for PluginProcess {
     type Result = ResponseFuture<()>;
 
     fn handle(&mut self, msg: CloseEndpoints, _: &mut Context<Self>) -> Self::Result {
         self.life.stopping();
-        let (closing, kept): (Vec<Running>, Vec<Running>) =
-            self.endpoints.drain(..).partition(|e| e.name.kind == msg.0);
+        let (closing, kept): (Vec<Running>, Vec<Running>) = self
+            .endpoints
+            .drain(..)
+            .partition(|e| e.name.kind == msg.kind);
         self.endpoints = kept;
         let conn = self.conn.clone();
         Box::pin(async move {
             if let Some(conn) = conn {
-                let ids: Vec<(EndpointName, EndpointId)> =
-                    closing.iter().map(|e| (e.name.clone(), e.id)).collect();
-                let _ = off_arbiter(move || {
-                    for (name, id) in ids {
-                        if let Err(e) = conn.close(id) {
-                            tracing::debug!(endpoint = %name, "close: {e}");
-                        }
-                    }
-                })
-                .await;
+                let requests: Vec<_> = closing
+                    .iter()
+                    .map(|e| {
+                        let (conn, name, id): (_, EndpointName, EndpointId) =
+                            (conn.clone(), e.name.clone(), e.id);
+                        let timeout = msg.deadline.saturating_duration_since(Instant::now());
+                        off_arbiter(move || {
+                            if let Err(e) = conn.close(id, timeout) {
+                                tracing::debug!(endpoint = %name, "close: {e}");
+                            }
+                        })
+                    })
+                    .collect();
+                // Each runs on its own thread of the pool: together they take as long
+                // as the slowest, which is bounded by the deadline.
+                for request in requests {
+                    let _ = request.await;
+                }
             }
             for endpoint in closing {
                 let _ = endpoint.actor.send(StopEndpoint).await;
@@ -121,26 +137,34 @@ impl Handler<CloseEndpoints> for PluginProcess {
     }
 }
 
-/// Asks the plugin to exit, waits up to `grace`, then kills its process group.
+/// Asks the plugin to exit, waits until `deadline`, then kills its process group.
+/// Answers whether the plugin exited by itself (a plugin that never ran counts as
+/// exited).
 #[derive(Debug, Message)]
-#[rtype(result = "()")]
+#[rtype(result = "bool")]
 pub struct StopPlugin {
-    /// How long the plugin gets to exit by itself.
-    pub grace: Duration,
+    /// When the plugin's time is up.
+    pub deadline: Instant,
 }
 
 impl Handler<StopPlugin> for PluginProcess {
-    type Result = ResponseActFuture<Self, ()>;
+    type Result = ResponseActFuture<Self, bool>;
 
     fn handle(&mut self, msg: StopPlugin, _: &mut Context<Self>) -> Self::Result {
         self.life.stopping();
         let conn = self.release();
         let stop = async move {
-            if let Some(conn) = conn {
-                let _ = off_arbiter(move || conn.shutdown(msg.grace)).await;
+            match conn {
+                Some(conn) => off_arbiter(move || conn.stop_by(msg.deadline))
+                    .await
+                    .unwrap_or(false),
+                None => true,
             }
         };
-        Box::pin(stop.into_actor(self).map(|_, _, ctx| ctx.stop()))
+        Box::pin(stop.into_actor(self).map(|exited, _, ctx| {
+            ctx.stop();
+            exited
+        }))
     }
 }
 

@@ -392,7 +392,7 @@ fn off_arbiter<T: Send + 'static>(
 
 /// Kills a plugin's process group and reaps it, in the background.
 fn kill(conn: Arc<PluginConnection>) {
-    tokio::task::spawn_blocking(move || conn.shutdown(Duration::ZERO));
+    tokio::task::spawn_blocking(move || conn.kill());
 }
 
 fn round_ms(d: Duration) -> Duration {
