@@ -115,6 +115,42 @@ cfg = {hung}
     assert_eq!(shm_entries_of(host_pid), Vec::<String>::new());
 }
 
+/// Guards start-up against signals: the host listened for them only once every plugin
+/// had answered `Setup` and `Accept`.
+#[test]
+fn a_signal_during_start_up_stops_the_start_at_once_and_leaves_nothing_behind() {
+    let fixture = Fixture::new(&format!(
+        r#"
+[watchers.slow]
+scenario = "slow-setup"
+file = "in-setup"
+
+[services.s.watchers.w]
+type = "slow"
+cfg = {{ scenario = "emit" }}
+{RECORDER}"#
+    ));
+    fixture.install_test_plugin("watcher", "slow");
+    fixture.install_test_plugin("reactor", "t");
+    let mut host = fixture.start();
+    let host_pid = host.pid();
+    wait_until("the plugin inside Setup", WAIT, || {
+        fixture.path().join("in-setup").exists()
+    });
+    let pids = host.plugin_pids();
+    assert!(!pids.is_empty());
+
+    host.signal(Signal::SIGTERM);
+    let status = host.wait(WAIT).expect("the host exits");
+    let log = host.log();
+    assert_eq!(status.code(), Some(1), "as for a failed start: {log}");
+    assert!(log.contains("start-up interrupted by SIGTERM"), "{log}");
+    for pid in pids {
+        wait_until("the plugins to be gone", WAIT, || !alive(pid));
+    }
+    assert_eq!(shm_entries_of(host_pid), Vec::<String>::new());
+}
+
 /// Guards the report of a plugin that dies before its handshake: it read
 /// `truncated frame: 0 of 44 bytes`.
 #[test]

@@ -7,6 +7,9 @@
 //! [`StartupError`] that names the plugin, the service and the instance, with the
 //! plugin's own message; failures after start-up are the plugin actors' to handle.
 //!
+//! A signal during start-up calls the start off at once: the plugin being booted is
+//! killed, whatever it was doing, and the host stops what it started and exits 1.
+//!
 //! Shutdown is one signal out and completion counted back, with one deadline,
 //! `shutdown_timeout`, for all of it: close the watchers (every endpoint of every
 //! plugin at once), let the reactors drain what is in flight, close the reactors, ask
@@ -15,6 +18,7 @@
 //! has.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -97,6 +101,12 @@ pub enum StartupError {
         /// What failed.
         message: String,
     },
+    /// A signal arrived before start-up was over.
+    #[error("start-up interrupted by {signal}")]
+    Interrupted {
+        /// The signal's name.
+        signal: &'static str,
+    },
     /// A plugin rejected an instance's configuration, or the instance could not start.
     #[error("{endpoint} (type '{plugin_type}'): {message}")]
     Accept {
@@ -118,6 +128,11 @@ impl StartupError {
                 kind,
                 plugin_type,
                 message,
+            },
+            e @ BootError::Aborted => StartupError::Launch {
+                kind,
+                plugin_type,
+                message: e.to_string(),
             },
             BootError::Setup(message) => StartupError::Setup {
                 kind,
@@ -142,18 +157,27 @@ pub struct Receptor {
 
 impl Receptor {
     /// Starts every plugin and service of `config`. `failures` hears of every plugin
-    /// that runs out of restarts.
+    /// that runs out of restarts. When `interrupted` resolves (to a signal's name)
+    /// before start-up is over, the start is called off and what it started is stopped.
     pub async fn start(
         config: &Config,
         launcher: &Launcher,
         failures: Recipient<PluginFailed>,
+        interrupted: impl Future<Output = &'static str>,
     ) -> Result<Receptor, StartupError> {
         let mut host = Receptor {
             shutdown_timeout: config.shutdown_timeout,
             plugins: BTreeMap::new(),
             cores: Vec::new(),
         };
-        if let Err(e) = host.start_all(config, launcher, failures).await {
+        let started = tokio::select! {
+            started = host.start_all(config, launcher, failures) => started,
+            signal = interrupted => {
+                tracing::info!("{signal} received during start-up; stopping what was started");
+                Err(StartupError::Interrupted { signal })
+            }
+        };
+        if let Err(e) = started {
             host.shutdown().await;
             return Err(e);
         }

@@ -26,7 +26,8 @@ impl Handler<InjectPanic> for PluginProcess {
     }
 }
 
-/// Boots the plugin at start-up: launch, `Setup`, every `Accept`. Not restarted on error.
+/// Boots the plugin at start-up: launch, `Setup`, every `Accept`. Not restarted on
+/// error; a [`StopPlugin`] meanwhile calls it off.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<(), BootError>")]
 pub struct BootPlugin;
@@ -137,9 +138,9 @@ impl Handler<CloseEndpoints> for PluginProcess {
     }
 }
 
-/// Asks the plugin to exit, waits until `deadline`, then kills its process group.
-/// Answers whether the plugin exited by itself (a plugin that never ran counts as
-/// exited).
+/// Asks the plugin to exit, waits until `deadline`, then kills its process group. A
+/// boot in progress is called off at once. Answers whether the plugin exited by itself
+/// (a plugin that never ran counts as exited).
 #[derive(Debug, Message)]
 #[rtype(result = "bool")]
 pub struct StopPlugin {
@@ -152,8 +153,10 @@ impl Handler<StopPlugin> for PluginProcess {
 
     fn handle(&mut self, msg: StopPlugin, _: &mut Context<Self>) -> Self::Result {
         self.life.stopping();
+        let boot_over = self.call_off_boot();
         let conn = self.release();
         let stop = async move {
+            boot_over.await;
             match conn {
                 Some(conn) => off_arbiter(move || conn.stop_by(msg.deadline))
                     .await

@@ -32,7 +32,7 @@
 //!
 //! # Layout
 //! - [`state`]: `PluginLife`, the phase machine, tested without actix.
-//! - [`boot`]: launch, `Setup` and `Accept` of one incarnation.
+//! - [`boot`]: launch, `Setup` and `Accept` of one incarnation, and calling it off.
 //! - [`handlers`]: the messages the actor receives and their handlers.
 
 pub mod boot;
@@ -48,7 +48,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use ipc::panic::catch_panic;
 
-use self::boot::{boot_blocking, Booted};
+use self::boot::{boot_blocking, BootGuard, Booted};
 use self::handlers::ControlEventArrived;
 use self::state::{AfterPanic, PluginLife, Verdict};
 use super::connection::{EndpointId, PluginConnection, PluginSpec};
@@ -96,6 +96,8 @@ pub struct PluginProcess {
     life: PluginLife,
     conn: Option<Arc<PluginConnection>>,
     endpoints: Vec<Running>,
+    /// The boot in progress, if any, so a shutdown can call it off.
+    booting: Option<Arc<BootGuard>>,
     /// Set when a handler panicked: the actor stops and its supervisor restarts it.
     panicked: Option<String>,
 }
@@ -118,6 +120,7 @@ impl PluginProcess {
             failures,
             conn: None,
             endpoints: Vec::new(),
+            booting: None,
             panicked: None,
         }
     }
@@ -143,15 +146,30 @@ impl PluginProcess {
         }
     }
 
-    /// A boot on the blocking pool.
-    fn boot(&self) -> impl Future<Output = Result<Booted, BootError>> + 'static {
+    /// A boot on the blocking pool, which [`Self::call_off_boot`] can call off.
+    fn boot(&mut self) -> impl Future<Output = Result<Booted, BootError>> + 'static {
         let (spec, global_cfg, instances) = (
             self.spec.clone(),
             self.global_cfg.clone(),
             self.instances.clone(),
         );
-        let boot = off_arbiter(move || boot_blocking(&spec, &global_cfg, &instances));
+        let guard = Arc::new(BootGuard::default());
+        self.booting = Some(guard.clone());
+        let boot = off_arbiter(move || boot_blocking(&spec, &global_cfg, &instances, &guard));
         async move { boot.await.unwrap_or_else(|e| Err(BootError::Launch(e))) }
+    }
+
+    /// Calls off the boot in progress, if any; the future resolves once it is over.
+    fn call_off_boot(&mut self) -> impl Future<Output = ()> + 'static {
+        let guard = self.booting.take();
+        if let Some(guard) = &guard {
+            guard.abort();
+        }
+        async move {
+            if let Some(guard) = guard {
+                guard.finished().await;
+            }
+        }
     }
 
     /// `Start` for each of `ids`, on the blocking pool.
@@ -171,6 +189,7 @@ impl PluginProcess {
 
     /// Makes a boot's sessions live: endpoint actors, the connection's notices.
     fn install(&mut self, booted: Booted, ctx: &mut Context<Self>) {
+        self.booting = None;
         let generation = self.life.installed();
         if let Some(events) = booted.conn.take_events() {
             let (tx, rx) = tokio::sync::mpsc::channel(NOTICE_BACKLOG);
@@ -319,6 +338,7 @@ impl PluginProcess {
                     kill(booted.conn);
                     None
                 }
+                Err(BootError::Aborted) => None,
                 Err(e) => {
                     act.restart_failed(e.to_string(), ctx);
                     None
@@ -410,6 +430,9 @@ impl Actor for PluginProcess {
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
+        if let Some(guard) = self.booting.take() {
+            guard.abort();
+        }
         self.tear_down();
     }
 }
