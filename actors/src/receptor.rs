@@ -366,3 +366,52 @@ fn flatten<T, E: std::fmt::Display>(sent: Result<Result<T, E>, MailboxError>) ->
         Err(e) => Err(format!("the plugin's actor is gone: {e}")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use super::*;
+
+    /// Guards the System arbiter during shutdown: `drain_reactors` locked every
+    /// service's state on the arbiter, where a pump thread applying a batch held it.
+    #[test]
+    fn waiting_for_the_reactors_to_drain_never_blocks_the_arbiter_on_a_service_lock() {
+        const WATCHDOG: Duration = Duration::from_secs(10);
+        let core = ServiceCore::new(ServiceState::new("web"));
+        let host = Receptor {
+            shutdown_timeout: WATCHDOG,
+            plugins: BTreeMap::new(),
+            cores: vec![core.clone()],
+        };
+        let (locked_tx, locked) = mpsc::channel();
+        let (release, release_rx) = mpsc::channel::<()>();
+        // A pump in the middle of a batch: holds the service's lock until told to let
+        // go (or the watchdog fires, when the arbiter never got to tell it).
+        let pump = std::thread::spawn(move || {
+            let _state = core.lock();
+            locked_tx.send(()).unwrap();
+            release_rx.recv_timeout(WATCHDOG).is_ok()
+        });
+        locked.recv().unwrap();
+        let arbiter = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        arbiter.block_on(async move {
+            let deadline = Instant::now() + WATCHDOG;
+            let drain = tokio::spawn(async move {
+                host.drain_reactors(deadline).await;
+            });
+            // The drain has run up to its first wait; this task runs only if the
+            // arbiter's thread is free.
+            tokio::task::yield_now().await;
+            let _ = release.send(());
+            drain.await.unwrap();
+        });
+        assert!(
+            pump.join().unwrap(),
+            "the arbiter's thread was blocked on the service's lock"
+        );
+    }
+}
