@@ -233,6 +233,7 @@ cfg = {{ scenario = "flood", count = {FLOOD} }}
         host.log().contains("after the flood")
     });
     let peak = peak_rss_kib(host.pid());
+    eprintln!("the host's peak RSS: {peak} KiB");
     let log = host.log();
     assert!(
         log.contains("[line cut at 65536 bytes]"),
