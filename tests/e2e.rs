@@ -11,13 +11,15 @@ use std::time::{Duration, Instant};
 use common::{alive, post, shm_entries_of, wait_until, Fixture, WAIT};
 use nix::sys::signal::Signal;
 
-fn restapi_config(port: u16, reactors: &str) -> String {
+/// A restapi watcher on a port the system picks (port 0): the test reads the address
+/// from the host's log, so no port is ever guessed free.
+fn restapi_config(reactors: &str) -> String {
     format!(
         r#"
 shutdown_timeout = "5s"
 
 [watchers.restapi]
-listen = "127.0.0.1:{port}"
+listen = "127.0.0.1:0"
 
 [services.web.watchers.api]
 type = "restapi"
@@ -47,17 +49,15 @@ fn node(name: &str, kind: &str, port: u16) -> String {
 
 #[test]
 fn a_post_reaches_the_filelogger_and_a_bad_one_gets_400() {
-    let port = common::free_port();
     let fixture = Fixture::new(&restapi_config(
-        port,
         r#"
 [services.web.reactors.log]
 type = "filelogger"
 cfg = { filename = "events.log", unbuffered = true }
 "#,
     ));
-    let _host = fixture.start();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let host = fixture.start();
+    let addr = host.logged_address("listening on http://");
     assert_eq!(
         post_when_up(addr, &node("n1", "nodeup", 9001)),
         (200, "OK".into())
@@ -244,16 +244,10 @@ cfg = { filename = "events.log" }
     );
     let host_pid = host.pid();
     host.signal(Signal::SIGTERM);
-    let status = host
-        .wait(Duration::from_secs(5 + 2))
-        .expect("exit within shutdown_timeout");
+    let status = host.wait(WAIT).expect("the host exits");
     assert_eq!(status.code(), Some(0), "{}", host.log());
     for pid in pids {
-        wait_until(
-            "the plugin process to be gone",
-            Duration::from_secs(2),
-            || !alive(pid),
-        );
+        wait_until("the plugin process to be gone", WAIT, || !alive(pid));
     }
     assert_eq!(shm_entries_of(host_pid), Vec::<String>::new());
     let lines = fixture.lines("events.log");

@@ -1,12 +1,13 @@
 //! `receptor run`: the actor system around a [`Receptor`], from start to exit code.
 //!
-//! The host runs until SIGINT or SIGTERM (then shuts down cleanly and succeeds), or until
+//! The host runs until SIGINT or SIGTERM (then shuts down cleanly and succeeds; during
+//! start-up, the start is called off and the host exits 1 as for a failed start), or until
 //! a plugin runs out of restarts under `on_plugin_failure = "shutdown"` (then shuts down
 //! and reports a run-time failure, exit 2). Under `"isolate"` a failed plugin's services
 //! are reported failed and the rest keep running.
 
 use actix::prelude::*;
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::mpsc;
 
 use crate::config::{Config, OnFailure};
@@ -65,7 +66,13 @@ pub fn run(config: Config, launcher: Launcher, hooks: TestHooks) -> Result<(), H
             .map_err(|e| HostError::Runtime(format!("cannot watch SIGINT: {e}")))?;
         let (tx, mut failures) = mpsc::unbounded_channel();
         let sink = FailureSink(tx).start();
-        let host = Receptor::start(&config, &launcher, sink.recipient()).await?;
+        let host = Receptor::start(
+            &config,
+            &launcher,
+            sink.recipient(),
+            next_signal(&mut terminate, &mut interrupt),
+        )
+        .await?;
         if let Some(plugin) = &hooks.panic_in {
             if !host.inject_panic(plugin) {
                 tracing::warn!("test hook: no plugin {plugin} to make panic");
@@ -73,8 +80,7 @@ pub fn run(config: Config, launcher: Launcher, hooks: TestHooks) -> Result<(), H
         }
         let outcome = loop {
             tokio::select! {
-                _ = terminate.recv() => break Ok("SIGTERM"),
-                _ = interrupt.recv() => break Ok("SIGINT"),
+                signal = next_signal(&mut terminate, &mut interrupt) => break Ok(signal),
                 Some(failed) = failures.recv() => match failed.on_failure {
                     OnFailure::Isolate => {
                         tracing::error!(
@@ -100,4 +106,12 @@ pub fn run(config: Config, launcher: Launcher, hooks: TestHooks) -> Result<(), H
         outcome.map(drop)
     });
     result
+}
+
+/// The name of the next SIGTERM or SIGINT.
+async fn next_signal(terminate: &mut Signal, interrupt: &mut Signal) -> &'static str {
+    tokio::select! {
+        _ = terminate.recv() => "SIGTERM",
+        _ = interrupt.recv() => "SIGINT",
+    }
 }

@@ -7,11 +7,19 @@
 //! [`StartupError`] that names the plugin, the service and the instance, with the
 //! plugin's own message; failures after start-up are the plugin actors' to handle.
 //!
-//! Shutdown is one signal out and completion counted back, with a deadline: close the
-//! watchers, let the reactors drain what is in flight, close the reactors, ask every
-//! plugin to exit, and kill what is still alive after `shutdown_timeout`.
+//! A signal during start-up calls the start off at once: the plugin being booted is
+//! killed, whatever it was doing, and the host stops what it started and exits 1.
+//!
+//! Shutdown is one signal out and completion counted back, with one deadline,
+//! `shutdown_timeout`, for all of it: close the watchers (every endpoint of every
+//! plugin at once), let the reactors drain what is in flight, close the reactors, ask
+//! every plugin to exit, and at the deadline kill every plugin still alive, naming it in
+//! the log. A hung plugin costs the host `shutdown_timeout`, however many endpoints it
+//! has.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -21,8 +29,8 @@ use crate::endpoint::actor::EndpointName;
 use crate::endpoint::ServiceCore;
 use crate::lookup::{PluginKind, PluginSource};
 use crate::plugin::actor::{
-    Boot, BootError, CloseEndpoints, InjectPanic, Instance, PluginFailed, PluginProcess,
-    StartEndpoints, StopPlugin, Supervise,
+    BootError, BootPlugin, CloseEndpoints, InjectPanic, Instance, PluginFailed, PluginProcess,
+    StartEndpoints, StartSupervising, StopPlugin,
 };
 use crate::plugin::connection::PluginSpec;
 use crate::service::ServiceState;
@@ -93,6 +101,12 @@ pub enum StartupError {
         /// What failed.
         message: String,
     },
+    /// A signal arrived before start-up was over.
+    #[error("start-up interrupted by {signal}")]
+    Interrupted {
+        /// The signal's name.
+        signal: &'static str,
+    },
     /// A plugin rejected an instance's configuration, or the instance could not start.
     #[error("{endpoint} (type '{plugin_type}'): {message}")]
     Accept {
@@ -115,6 +129,11 @@ impl StartupError {
                 plugin_type,
                 message,
             },
+            e @ BootError::Aborted => StartupError::Launch {
+                kind,
+                plugin_type,
+                message: e.to_string(),
+            },
             BootError::Setup(message) => StartupError::Setup {
                 kind,
                 plugin_type,
@@ -133,23 +152,32 @@ impl StartupError {
 pub struct Receptor {
     shutdown_timeout: Duration,
     plugins: BTreeMap<PluginKey, Addr<PluginProcess>>,
-    cores: Vec<std::sync::Arc<ServiceCore>>,
+    cores: Vec<Arc<ServiceCore>>,
 }
 
 impl Receptor {
     /// Starts every plugin and service of `config`. `failures` hears of every plugin
-    /// that runs out of restarts.
+    /// that runs out of restarts. When `interrupted` resolves (to a signal's name)
+    /// before start-up is over, the start is called off and what it started is stopped.
     pub async fn start(
         config: &Config,
         launcher: &Launcher,
         failures: Recipient<PluginFailed>,
+        interrupted: impl Future<Output = &'static str>,
     ) -> Result<Receptor, StartupError> {
         let mut host = Receptor {
             shutdown_timeout: config.shutdown_timeout,
             plugins: BTreeMap::new(),
             cores: Vec::new(),
         };
-        if let Err(e) = host.start_all(config, launcher, failures).await {
+        let started = tokio::select! {
+            started = host.start_all(config, launcher, failures) => started,
+            signal = interrupted => {
+                tracing::info!("{signal} received during start-up; stopping what was started");
+                Err(StartupError::Interrupted { signal })
+            }
+        };
+        if let Err(e) = started {
             host.shutdown().await;
             return Err(e);
         }
@@ -205,7 +233,7 @@ impl Receptor {
             let addr = actix::Supervisor::start(move |_| actor);
             self.plugins.insert(key, addr.clone());
             let booted = addr
-                .send(Boot)
+                .send(BootPlugin)
                 .await
                 .map_err(|e| BootError::Launch(e.to_string()))
                 .and_then(|r| r);
@@ -224,7 +252,7 @@ impl Receptor {
             }
         }
         for addr in self.plugins.values() {
-            addr.do_send(Supervise);
+            addr.do_send(StartSupervising);
         }
         Ok(())
     }
@@ -248,62 +276,86 @@ impl Receptor {
     pub async fn shutdown(self) {
         let deadline = Instant::now() + self.shutdown_timeout;
         tracing::info!("shutting down: closing watchers");
-        self.close_endpoints(PluginKind::Watcher).await;
+        self.close_endpoints(PluginKind::Watcher, deadline).await;
         self.drain_reactors(deadline).await;
         tracing::info!("closing reactors");
-        self.close_endpoints(PluginKind::Reactor).await;
-        let grace = deadline.saturating_duration_since(Instant::now());
+        self.close_endpoints(PluginKind::Reactor, deadline).await;
         let stops: Vec<_> = self
             .plugins
-            .values()
-            .map(|addr| addr.send(StopPlugin { grace }))
+            .iter()
+            .map(|((kind, plugin_type), addr)| {
+                (
+                    format!("{kind}/{plugin_type}"),
+                    addr.send(StopPlugin { deadline }),
+                )
+            })
             .collect();
-        for stop in stops {
-            let _ = stop.await;
+        let mut killed = Vec::new();
+        for (name, stop) in stops {
+            if !matches!(stop.await, Ok(true)) {
+                killed.push(name);
+            }
         }
-        tracing::info!("receptor stopped");
+        if killed.is_empty() {
+            tracing::info!("receptor stopped");
+        } else {
+            tracing::warn!(
+                "receptor stopped; killed at the shutdown deadline ({}): {}",
+                humantime::format_duration(self.shutdown_timeout),
+                killed.join(", ")
+            );
+        }
     }
 
-    async fn close_endpoints(&self, kind: PluginKind) {
+    /// Closes every endpoint of `kind`, all plugins at once, each within `deadline`.
+    async fn close_endpoints(&self, kind: PluginKind, deadline: Instant) {
         let closes: Vec<_> = self
             .plugins
             .values()
-            .map(|addr| addr.send(CloseEndpoints(kind)))
+            .map(|addr| addr.send(CloseEndpoints { kind, deadline }))
             .collect();
         for close in closes {
             let _ = close.await;
         }
     }
 
-    /// Waits until every reactor has read everything, or the deadline.
+    /// Waits until every reactor has read everything, or the deadline. The services'
+    /// states are locked by their pump threads while they apply a batch, so the polling
+    /// runs on the blocking pool, never on the arbiter.
     async fn drain_reactors(&self, deadline: Instant) {
-        loop {
-            let pending: Vec<String> = self
-                .cores
-                .iter()
-                .flat_map(|core| {
-                    let state = core.lock();
-                    state
-                        .reactor_names()
-                        .into_iter()
-                        .filter(|r| !state.is_drained(r))
-                        .map(|r| format!("service '{}' reactor '{r}'", state.name()))
-                        .collect::<Vec<_>>()
-                })
-                .collect();
-            if pending.is_empty() {
-                return;
+        let cores = self.cores.clone();
+        let waited = tokio::task::spawn_blocking(move || loop {
+            let pending = undrained(&cores);
+            if pending.is_empty() || Instant::now() >= deadline {
+                return pending;
             }
-            if Instant::now() >= deadline {
-                tracing::warn!(
-                    "shutdown timeout reached before these reactors drained: {}",
-                    pending.join(", ")
-                );
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            std::thread::sleep(Duration::from_millis(5));
+        });
+        match waited.await {
+            Ok(pending) if pending.is_empty() => {}
+            Ok(pending) => tracing::warn!(
+                "shutdown timeout reached before these reactors drained: {}",
+                pending.join(", ")
+            ),
+            Err(e) => tracing::warn!("cannot wait for the reactors to drain: {e}"),
         }
     }
+}
+
+/// The reactors that have not read everything yet (blocking: locks each service).
+fn undrained(cores: &[Arc<ServiceCore>]) -> Vec<String> {
+    cores
+        .iter()
+        .flat_map(|core| {
+            let state = core.lock();
+            state
+                .reactor_names()
+                .into_iter()
+                .filter(|r| !state.is_drained(r))
+                .map(|r| format!("service '{}' reactor '{r}'", state.name()))
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// A request's answer, or the text of why there is none.
@@ -312,5 +364,54 @@ fn flatten<T, E: std::fmt::Display>(sent: Result<Result<T, E>, MailboxError>) ->
         Ok(Ok(value)) => Ok(value),
         Ok(Err(e)) => Err(e.to_string()),
         Err(e) => Err(format!("the plugin's actor is gone: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use super::*;
+
+    /// Guards the System arbiter during shutdown: `drain_reactors` locked every
+    /// service's state on the arbiter, where a pump thread applying a batch held it.
+    #[test]
+    fn waiting_for_the_reactors_to_drain_never_blocks_the_arbiter_on_a_service_lock() {
+        const WATCHDOG: Duration = Duration::from_secs(10);
+        let core = ServiceCore::new(ServiceState::new("web"));
+        let host = Receptor {
+            shutdown_timeout: WATCHDOG,
+            plugins: BTreeMap::new(),
+            cores: vec![core.clone()],
+        };
+        let (locked_tx, locked) = mpsc::channel();
+        let (release, release_rx) = mpsc::channel::<()>();
+        // A pump in the middle of a batch: holds the service's lock until told to let
+        // go (or the watchdog fires, when the arbiter never got to tell it).
+        let pump = std::thread::spawn(move || {
+            let _state = core.lock();
+            locked_tx.send(()).unwrap();
+            release_rx.recv_timeout(WATCHDOG).is_ok()
+        });
+        locked.recv().unwrap();
+        let arbiter = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        arbiter.block_on(async move {
+            let deadline = Instant::now() + WATCHDOG;
+            let drain = tokio::spawn(async move {
+                host.drain_reactors(deadline).await;
+            });
+            // The drain has run up to its first wait; this task runs only if the
+            // arbiter's thread is free.
+            tokio::task::yield_now().await;
+            let _ = release.send(());
+            drain.await.unwrap();
+        });
+        assert!(
+            pump.join().unwrap(),
+            "the arbiter's thread was blocked on the service's lock"
+        );
     }
 }

@@ -6,7 +6,7 @@ mod host_log;
 pub mod mirror;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
@@ -42,15 +42,6 @@ pub fn test_plugin() -> PathBuf {
             receptor.with_file_name("receptor-test-plugin")
         })
         .clone()
-}
-
-/// A free loopback port (bound and released; the host binds it right after).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// POSTs `body` to `path` and returns (status, body); `None` if nothing listens yet.
@@ -174,6 +165,22 @@ impl Host {
             self.pids_of(name).len() >= n
         });
         self.pids_of(name)[n - 1]
+    }
+
+    /// Waits until the log has a line whose message starts with `prefix` followed by
+    /// an address (a plugin that listens on port 0 logs the one it got), and returns
+    /// that address.
+    pub fn logged_address(&self, prefix: &str) -> SocketAddr {
+        let mut found = None;
+        wait_until(&format!("a log line '{prefix}<address>'"), WAIT, || {
+            found = self.log().lines().find_map(|line| {
+                let v: serde_json::Value = serde_json::from_str(line).ok()?;
+                let message = v["fields"]["message"].as_str()?;
+                message.strip_prefix(prefix)?.trim().parse().ok()
+            });
+            found.is_some()
+        });
+        found.unwrap()
     }
 
     /// Whether the host process is still running.

@@ -72,7 +72,7 @@ pub struct EndpointEnded {
 /// The session thread finished (sent by the thread to its own actor).
 #[derive(Message)]
 #[rtype(result = "()")]
-struct SessionOver(SessionEnd);
+struct SessionEnded(SessionEnd);
 
 /// Stops the endpoint's session and waits for its thread.
 #[derive(Debug, Message)]
@@ -126,7 +126,7 @@ impl Actor for Endpoint {
                 .unwrap_or_else(|panic| {
                     SessionEnd::Failed(format!("the session panicked: {panic}"))
                 });
-                me.do_send(SessionOver(end));
+                me.do_send(SessionEnded(end));
             });
         match spawned {
             Ok(thread) => self.thread = Some(thread),
@@ -147,10 +147,10 @@ impl Actor for Endpoint {
     }
 }
 
-impl Handler<SessionOver> for Endpoint {
+impl Handler<SessionEnded> for Endpoint {
     type Result = ();
 
-    fn handle(&mut self, msg: SessionOver, ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: SessionEnded, ctx: &mut Context<Self>) {
         if self.stop.load(Ordering::Acquire) && msg.0 == SessionEnd::Stopped {
             return;
         }

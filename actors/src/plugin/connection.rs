@@ -7,19 +7,24 @@
 //! kills the whole process group.
 
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, ExitStatus};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::{Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use ipc::control::{socket_pair, HostConnection, HostEvent, Request, RequestError, Secret};
+use ipc::control::{
+    socket_pair, HandshakeError, HostConnection, HostEvent, Request, RequestError, Secret,
+};
 
 use super::process::PluginChild;
 use crate::lookup::PluginKind;
 
 /// How long a plugin may take to say hello.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// After a failed handshake: how long the host waits for the process to exit (if it is
+/// on its way) and for its last output, to report them instead of the broken frame.
+const EXIT_REPORT_GRACE: Duration = Duration::from_millis(500);
 /// How long a plugin may take to answer `Setup`, `Accept`, `Start` or `Close`.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -73,9 +78,32 @@ pub enum PluginStartError {
         /// Why.
         message: String,
     },
+    /// The process exited before its handshake: how, and what it wrote last.
+    #[error("{program} exited before its handshake ({status}){}", stderr_text(.stderr))]
+    Exited {
+        /// The executable.
+        program: String,
+        /// Its exit status.
+        status: ExitStatus,
+        /// The last lines it wrote to stderr, oldest first.
+        stderr: Vec<String>,
+    },
     /// The host itself failed (a socket, a thread).
     #[error("{0}")]
     Host(String),
+}
+
+/// The last stderr lines of a plugin, for an error message.
+fn stderr_text(lines: &[String]) -> String {
+    if lines.is_empty() {
+        return "; it wrote nothing to stderr".to_owned();
+    }
+    let mut text = "; its last lines on stderr:".to_owned();
+    for line in lines {
+        text.push_str("\n    ");
+        text.push_str(line);
+    }
+    text
 }
 
 /// A request to a plugin failed.
@@ -125,10 +153,28 @@ impl PluginConnection {
         let (conn, events) = match HostConnection::accept(host_end, &secret, HANDSHAKE_TIMEOUT) {
             Ok(accepted) => accepted,
             Err(e) => {
+                let program = spec.program.display().to_string();
+                // The peer's end closed before a whole hello: a plugin that exited
+                // (crashed, or is not a plugin at all) is reported with its status and
+                // its last words, not as the broken frame it left.
+                let broken = matches!(e, HandshakeError::Frame(_) | HandshakeError::Io(_));
+                let exited = broken
+                    .then(|| child.wait_timeout(EXIT_REPORT_GRACE))
+                    .flatten();
                 child.stop(Duration::from_millis(200));
-                return Err(PluginStartError::Handshake {
-                    program: spec.program.display().to_string(),
-                    message: e.to_string(),
+                return Err(match exited {
+                    Some(status) => {
+                        child.finish_output(EXIT_REPORT_GRACE);
+                        PluginStartError::Exited {
+                            program,
+                            status,
+                            stderr: child.stderr_tail(),
+                        }
+                    }
+                    None => PluginStartError::Handshake {
+                        program,
+                        message: e.to_string(),
+                    },
                 });
             }
         };
@@ -192,11 +238,9 @@ impl PluginConnection {
             .request(Request::Start { endpoint }, REQUEST_TIMEOUT)?)
     }
 
-    /// `Close`: the endpoint's close signal fires.
-    pub fn close(&self, endpoint: EndpointId) -> Result<(), PluginRequestError> {
-        Ok(self
-            .conn
-            .request(Request::Close { endpoint }, REQUEST_TIMEOUT)?)
+    /// `Close`: the endpoint's close signal fires; the plugin has `timeout` to answer.
+    pub fn close(&self, endpoint: EndpointId, timeout: Duration) -> Result<(), PluginRequestError> {
+        Ok(self.conn.request(Request::Close { endpoint }, timeout)?)
     }
 
     /// `Ping`, answered within `timeout`.
@@ -204,19 +248,44 @@ impl PluginConnection {
         Ok(self.conn.request(Request::Ping, timeout)?)
     }
 
-    /// Asks the plugin to exit, gives it `grace`, then kills its process group.
-    pub fn shutdown(&self, grace: Duration) {
-        if let Err(e) = self.conn.request(Request::Shutdown, grace) {
+    /// Kills the plugin's process group at once and reaps it (a restart's tear-down).
+    pub fn kill(&self) {
+        self.conn.close();
+        let mut child = self.child.lock().unwrap_or_else(PoisonError::into_inner);
+        child.stop(Duration::ZERO);
+    }
+
+    /// Asks the plugin to exit and waits for it until `deadline`; then, if it is still
+    /// alive, logs that it had not stopped and kills its process group. Returns whether
+    /// it exited by itself.
+    pub fn stop_by(&self, deadline: Instant) -> bool {
+        let left = || deadline.saturating_duration_since(Instant::now());
+        if let Err(e) = self.conn.request(Request::Shutdown, left()) {
             tracing::debug!(plugin = %self.name, "shutdown request: {e}");
         }
         self.conn.close();
         let mut child = self.child.lock().unwrap_or_else(PoisonError::into_inner);
-        match child.stop(grace) {
-            Some(status) if status.success() => {
-                tracing::debug!(plugin = %self.name, "plugin exited")
+        match child.wait_timeout(left()) {
+            Some(status) => {
+                // Anything the plugin left in its group goes too.
+                child.stop(Duration::ZERO);
+                if status.success() {
+                    tracing::debug!(plugin = %self.name, "plugin exited");
+                } else {
+                    tracing::warn!(plugin = %self.name, "plugin exited with {status}");
+                }
+                true
             }
-            Some(status) => tracing::warn!(plugin = %self.name, "plugin exited with {status}"),
-            None => tracing::warn!(plugin = %self.name, "plugin killed after {grace:?}"),
+            None => {
+                tracing::warn!(
+                    plugin = %self.name,
+                    pid = child.pid(),
+                    "plugin {} had not stopped by its deadline; killing its process group",
+                    self.name
+                );
+                child.stop(Duration::ZERO);
+                false
+            }
         }
     }
 }

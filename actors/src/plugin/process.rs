@@ -3,11 +3,13 @@
 //!
 //! The child's stderr and stdout are read line by line on two small threads and logged
 //! under the plugin's name (`plugin=watcher/dummy`), so a plugin needs no logging set-up
-//! of its own and a stray `println!` ends up in the host log rather than nowhere.
+//! of its own and a stray `println!` ends up in the host log rather than nowhere (see
+//! [`super::output`]: lines are cut at a bound, the last stderr lines are kept).
 //! The child leads its own process group: stopping it kills the group, so a plugin's own
-//! children go with it.
+//! children go with it. A descendant that left the group (`setsid`) may keep the output
+//! pipes open after that: dropping the handle waits for the readers only a moment, then
+//! leaves them to end by themselves, so a plugin's leftovers never hang the host.
 
-use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::JoinHandle;
@@ -16,14 +18,23 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
+use super::output::{forward, Tail};
+
 /// How often [`PluginChild::wait_timeout`] looks at the child while it waits.
 const WAIT_POLL: Duration = Duration::from_millis(5);
+
+/// How long dropping a [`PluginChild`] waits for its output to end once the process
+/// group is gone: a descendant outside the group may hold the pipes open for ever.
+const OUTPUT_GRACE: Duration = Duration::from_millis(500);
 
 /// A running plugin process.
 pub struct PluginChild {
     name: String,
     child: Child,
+    /// The threads that log the child's stderr and stdout.
     forwarders: Vec<JoinHandle<()>>,
+    /// The last lines of the child's stderr.
+    stderr_tail: Tail,
     status: Option<ExitStatus>,
 }
 
@@ -54,19 +65,45 @@ impl PluginChild {
             source,
         })?;
         let mut forwarders = Vec::with_capacity(2);
+        let stderr_tail = Tail::default();
         if let Some(stderr) = child.stderr.take() {
-            forwarders.extend(forward(name, "stderr", stderr));
+            forwarders.extend(forward(name, "stderr", stderr, Some(stderr_tail.clone())));
         }
         if let Some(stdout) = child.stdout.take() {
-            forwarders.extend(forward(name, "stdout", stdout));
+            forwarders.extend(forward(name, "stdout", stdout, None));
         }
         tracing::debug!(plugin = %name, pid = child.id(), "plugin process started");
         Ok(PluginChild {
             name: name.to_owned(),
             child,
             forwarders,
+            stderr_tail,
             status: None,
         })
+    }
+
+    /// The last lines the child wrote to stderr (at most
+    /// [`TAIL_LINES`](super::output::TAIL_LINES)), oldest first. After the child
+    /// exited, call [`PluginChild::finish_output`] first to have them all.
+    pub fn stderr_tail(&self) -> Vec<String> {
+        self.stderr_tail.lines()
+    }
+
+    /// Waits up to `timeout` for the child's output to end (its readers have logged
+    /// everything); returns whether it did. Readers still blocked then (a descendant
+    /// outside the process group holds the pipes) are left to end by themselves.
+    pub fn finish_output(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while self.forwarders.iter().any(|f| !f.is_finished()) {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(WAIT_POLL);
+        }
+        for forwarder in self.forwarders.drain(..) {
+            let _ = forwarder.join();
+        }
+        true
     }
 
     /// The child's process id.
@@ -135,65 +172,14 @@ impl Drop for PluginChild {
             self.signal_group(Signal::SIGKILL);
             let _ = self.child.wait();
         }
-        for forwarder in self.forwarders.drain(..) {
-            let _ = forwarder.join();
+        if !self.finish_output(OUTPUT_GRACE) {
+            tracing::warn!(
+                plugin = %self.name,
+                "the plugin's output is still open {OUTPUT_GRACE:?} after it stopped \
+                 (a process it started left its group, with setsid?); not waiting for it"
+            );
+            // Detached: each reader ends when the last holder of its pipe closes it.
+            self.forwarders.clear();
         }
-    }
-}
-
-/// Logs every line of `stream` under the plugin's name until the stream closes.
-///
-/// A line that starts with a level word (`ERROR`, `WARN`, `INFO`, `DEBUG`, `TRACE`, as
-/// the SDK writes them) is logged at that level; any other line at `INFO`.
-fn forward(
-    name: &str,
-    stream_name: &'static str,
-    stream: impl Read + Send + 'static,
-) -> Option<JoinHandle<()>> {
-    let plugin = name.to_owned();
-    let spawned = std::thread::Builder::new()
-        .name(format!("log-{name}"))
-        .spawn(move || {
-            let mut reader = BufReader::new(stream);
-            let mut line = Vec::new();
-            loop {
-                line.clear();
-                match reader.read_until(b'\n', &mut line) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => log_line(
-                        &plugin,
-                        stream_name,
-                        String::from_utf8_lossy(&line).trim_end(),
-                    ),
-                }
-            }
-        });
-    match spawned {
-        Ok(handle) => Some(handle),
-        Err(e) => {
-            tracing::warn!(plugin = %name, "cannot start a thread to forward the plugin's {stream_name}: {e}");
-            None
-        }
-    }
-}
-
-/// Logs one line of a plugin's output at the level it names.
-pub(crate) fn log_line(plugin: &str, stream: &str, line: &str) {
-    let line = line.trim_start();
-    if line.is_empty() {
-        return;
-    }
-    let (level, text) = match line.split_once(' ') {
-        Some((word, rest)) if matches!(word, "ERROR" | "WARN" | "INFO" | "DEBUG" | "TRACE") => {
-            (word, rest.trim_start())
-        }
-        _ => ("INFO", line),
-    };
-    match level {
-        "ERROR" => tracing::error!(target: "plugin", %plugin, stream, "{text}"),
-        "WARN" => tracing::warn!(target: "plugin", %plugin, stream, "{text}"),
-        "DEBUG" => tracing::debug!(target: "plugin", %plugin, stream, "{text}"),
-        "TRACE" => tracing::trace!(target: "plugin", %plugin, stream, "{text}"),
-        _ => tracing::info!(target: "plugin", %plugin, stream, "{text}"),
     }
 }

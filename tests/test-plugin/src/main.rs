@@ -37,8 +37,12 @@
 //!
 //! Any kind, global config: `reject-setup` fails `Setup` with `message`. Instance config:
 //! `reject-accept` fails `Accept` with `message`.
+//!
+//! The scenarios of the host-hardening tests (hung, flooding, early-exiting plugins)
+//! are in [`hardening`].
 
 mod bench;
+mod hardening;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -88,7 +92,7 @@ struct TestWatcher;
 
 impl Watcher for TestWatcher {
     fn setup(&mut self, cfg: Config) -> plugin_sdk::Result<()> {
-        scenario(&cfg).map(drop)
+        hardening::setup(&scenario(&cfg)?)
     }
 
     fn accept(&mut self, cfg: Config) -> plugin_sdk::Result<WatcherEndpoint> {
@@ -173,7 +177,7 @@ impl Watcher for TestWatcher {
                     std::process::exit(3)
                 }))
             }
-            other => Err(format!("unknown watcher scenario '{other}'").into()),
+            _ => hardening::watcher(s),
         }
     }
 }
@@ -183,7 +187,7 @@ struct TestReactor;
 
 impl Reactor for TestReactor {
     fn setup(&mut self, cfg: Config) -> plugin_sdk::Result<()> {
-        scenario(&cfg).map(drop)
+        hardening::setup(&scenario(&cfg)?)
     }
 
     fn accept(&mut self, cfg: Config) -> plugin_sdk::Result<ReactorEndpoint> {
@@ -249,6 +253,11 @@ fn main() {
         .and_then(|n| n.to_str())
         .unwrap_or_default()
         .to_owned();
+    let plugin_type = name
+        .strip_prefix("receptor-watcher-")
+        .or_else(|| name.strip_prefix("receptor-reactor-"))
+        .unwrap_or_default();
+    hardening::by_type_name(plugin_type);
     if name.starts_with("receptor-reactor-") {
         plugin_sdk::serve_reactor(TestReactor)
     } else if name.starts_with("receptor-watcher-") {
