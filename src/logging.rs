@@ -25,8 +25,10 @@ pub fn init(format: LogFormat) {
         _ => (EnvFilter::new("info"), None),
     };
     // Colours only for a person at a terminal: a log redirected to a file or read by a
-    // supervisor gets no escape sequences (and `NO_COLOR` turns them off anyway).
-    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    // supervisor gets no escape sequences (and a non-empty `NO_COLOR` turns them off
+    // anyway, as no-color.org has it).
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let ansi = std::io::stderr().is_terminal() && !no_color;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)

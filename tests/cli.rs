@@ -44,6 +44,8 @@ impl Fixture {
                 cmd.env_remove(key);
             }
         }
+        // The colour test must see the terminal check alone decide.
+        cmd.env_remove("NO_COLOR");
         cmd.envs(env.iter().copied());
         cmd.output().expect("run receptor")
     }

@@ -275,7 +275,7 @@ impl WatcherRun {
 
     /// The next update the endpoint sent, if one comes within `timeout`. A full list
     /// too large for one record arrives as its pieces (`FullStart`, `FullPart`s, and a
-    /// closing `Full`).
+    /// `FullEnd`).
     pub fn recv_timeout(&self, timeout: Duration) -> Option<Update> {
         let mut seen = self.seen();
         if let Some(update) = seen.queue.pop_front() {
@@ -442,7 +442,7 @@ mod tests {
         let mut pieces = 0;
         while let Some(update) = run.recv_timeout(Duration::from_secs(5)) {
             pieces += 1;
-            if matches!(&update, Update::Full(_)) {
+            if matches!(&update, Update::FullEnd(_)) {
                 break;
             }
         }

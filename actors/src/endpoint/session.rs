@@ -119,14 +119,35 @@ pub fn pump_watcher(
     // out of the ring once), then applied under one lock.
     let mut batch = Records::new();
     core.lock().watcher_started(&watcher);
+    let end = pump(ring.as_mut(), &core, &watcher, &stop, &mut batch);
+    core.lock().watcher_ended(&watcher);
+    end
+}
+
+/// [`pump_watcher`]'s loop.
+fn pump(
+    ring: &mut dyn WatcherRing,
+    core: &ServiceCore,
+    watcher: &str,
+    stop: &AtomicBool,
+    batch: &mut Records,
+) -> SessionEnd {
     loop {
         if stop.load(Ordering::Acquire) {
             return SessionEnd::Stopped;
         }
         batch.clear();
-        let drained = ring.drain(WAIT_SLICE, &mut batch);
+        let drained = ring.drain(WAIT_SLICE, batch);
         if !batch.is_empty() {
-            let applied = core.lock().apply_records(&watcher, batch.iter());
+            let mut state = core.lock();
+            // A session the host stopped (its plugin is being restarted) applies
+            // nothing more: what its ring still held belongs to an incarnation that is
+            // gone, and the next session may already be running.
+            if stop.load(Ordering::Acquire) {
+                return SessionEnd::Stopped;
+            }
+            let applied = state.apply_records(watcher, batch.iter());
+            drop(state);
             core.wake_flushers(&applied.congested);
             if let Some(e) = applied.bad_record {
                 return SessionEnd::Failed(e.to_string());

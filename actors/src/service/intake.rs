@@ -7,19 +7,25 @@
 //!   dropped from its update, counted, and logged (at most once a second per watcher,
 //!   with the count since the last line): it never reaches a reactor, the rest of the
 //!   update goes on;
-//! - a record that does not decode, or a full list in pieces that grows past
-//!   [`MAX_FULL_LIST_NODES`], refused as a [`BadRecord`]: the session ends and the
-//!   plugin is restarted.
+//! - a record that does not decode, a stray piece of a full list (a `FullPart` or
+//!   `FullEnd` with no list in progress), or a full list in pieces whose pieces grow
+//!   past [`MAX_FULL_LIST_BYTES`] before its end, refused as a [`BadRecord`]: the
+//!   session ends and the plugin is restarted.
+//!
+//! A bad node dropped from an incremental update leaves that node as it was; dropped
+//! from a full list, it is simply not in the list, so a node of that name that was up
+//! goes down.
 
 use std::time::{Duration, Instant};
 
 use ipc::codec::DecodeFrameError;
 use ipc::event::{NodeError, Update};
 
-/// The most nodes a full list sent in pieces may hold before its last piece: far more
-/// than any registry serves one host, and a bound on what a plugin can make the host
-/// keep aside (a few hundred bytes a node).
-pub const MAX_FULL_LIST_NODES: usize = 10_000_000;
+/// The most encoded bytes the pieces of a full list may take before its end: about
+/// 2.5 million nodes of 50 bytes (a 30-character name and an IPv4 address), far more
+/// than a registry serves one host, and a bound on what a plugin can make the host keep
+/// aside (the decoded pieces take a few times their encoded size).
+pub const MAX_FULL_LIST_BYTES: usize = 128 << 20;
 
 /// How often bad nodes of one watcher are logged at most.
 const BAD_NODE_LOG_EVERY: Duration = Duration::from_secs(1);
@@ -30,11 +36,17 @@ pub enum BadRecord {
     /// The record does not decode.
     #[error(transparent)]
     Decode(#[from] DecodeFrameError),
-    /// A full list in pieces grew past the limit before its last piece.
-    #[error("a full list sent in pieces holds more than {max} nodes before its last piece")]
+    /// A full list in pieces grew past the limit before its end.
+    #[error("a full list sent in pieces takes more than {max} bytes before its end")]
     FullListTooLarge {
-        /// The limit, [`MAX_FULL_LIST_NODES`].
+        /// The limit in encoded bytes, [`MAX_FULL_LIST_BYTES`] by default.
         max: usize,
+    },
+    /// A `FullPart` or `FullEnd` with no full list in progress.
+    #[error("a piece of a full list ({what}) with no FullStart before it")]
+    StrayPiece {
+        /// Which kind of piece.
+        what: &'static str,
     },
 }
 
@@ -42,21 +54,17 @@ pub enum BadRecord {
 /// the first one's error.
 pub fn drop_bad_nodes(update: &mut Update) -> (u64, Option<NodeError>) {
     let event = update.event_mut();
-    let mut first = None;
-    let bad: Vec<String> = event
-        .nodes()
-        .filter_map(|node| match node.check() {
-            Ok(()) => None,
-            Err(e) => {
-                first.get_or_insert(e);
-                Some(node.name.clone())
-            }
-        })
+    let Some(first) = event.nodes().find_map(|node| node.check().err()) else {
+        return (0, None);
+    };
+    // One pass, keeping the good nodes in name order (a removal per bad node would move
+    // the rest of a large event each time: quadratic under the service lock).
+    let before = event.len();
+    *event = std::mem::take(event)
+        .into_iter()
+        .filter(|node| node.check().is_ok())
         .collect();
-    for name in &bad {
-        event.remove(name);
-    }
-    (bad.len() as u64, first)
+    ((before - event.len()) as u64, Some(first))
 }
 
 /// Logs a watcher's bad nodes at most once every [`BAD_NODE_LOG_EVERY`].
@@ -87,6 +95,20 @@ impl BadNodeLog {
         );
         self.last = Some(now);
         self.unlogged = 0;
+    }
+
+    /// Logs what was noted since the last line (the watcher's session ended).
+    pub fn flush(&mut self, service: &str, watcher: &str) {
+        if self.unlogged > 0 {
+            tracing::warn!(
+                %service,
+                %watcher,
+                dropped = self.unlogged,
+                "dropped {} more bad node(s) from the watcher before its session ended",
+                self.unlogged
+            );
+            self.unlogged = 0;
+        }
     }
 }
 

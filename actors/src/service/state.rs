@@ -24,7 +24,7 @@ use ipc::event::{Book, Event, Framing, Pending, Update};
 
 use ipc::records::Records;
 
-use super::intake::{self, BadNodeLog, BadRecord, MAX_FULL_LIST_NODES};
+use super::intake::{self, BadNodeLog, BadRecord, MAX_FULL_LIST_BYTES};
 
 /// The most nodes one record to a reactor carries: a bigger backlog (a reactor that
 /// fell far behind, or the full state of a large service) goes over in several records,
@@ -111,7 +111,7 @@ pub struct ServiceState {
     attachments: u64,
     /// Per watcher that sent bad nodes: when they were last logged.
     bad_node_logs: BTreeMap<String, BadNodeLog>,
-    /// The most nodes a full list in pieces may hold before its last piece.
+    /// The most encoded bytes the pieces of a full list may take before its end.
     full_list_limit: usize,
 }
 
@@ -126,12 +126,12 @@ impl ServiceState {
             changes: Records::new(),
             attachments: 0,
             bad_node_logs: BTreeMap::new(),
-            full_list_limit: MAX_FULL_LIST_NODES,
+            full_list_limit: MAX_FULL_LIST_BYTES,
         }
     }
 
-    /// Sets the most nodes a full list in pieces may hold before its last piece
-    /// (default [`MAX_FULL_LIST_NODES`]).
+    /// Sets the most encoded bytes the pieces of a full list may take before its end
+    /// (default [`MAX_FULL_LIST_BYTES`]).
     pub fn set_full_list_limit(&mut self, limit: usize) {
         self.full_list_limit = limit;
     }
@@ -205,13 +205,23 @@ impl ServiceState {
                         return;
                     }
                 };
+                if !book.accepts(&update) {
+                    let what = if update.is_full_end() {
+                        "FullEnd"
+                    } else {
+                        "FullPart"
+                    };
+                    bad_record = Some(BadRecord::StrayPiece { what });
+                    return;
+                }
+                let piece = matches!(update, Update::FullStart(_) | Update::FullPart(_));
                 let (bad, first) = intake::drop_bad_nodes(&mut update);
                 bad_nodes += bad;
                 first_bad = first_bad.take().or(first);
                 if let Some(change) = book.apply(update) {
                     encode_event(&change, out);
                 }
-                if book.staged_len() > limit {
+                if piece && book.note_staged_bytes(record.len()) > limit {
                     book.discard_staged();
                     bad_record = Some(BadRecord::FullListTooLarge { max: limit });
                 }
@@ -241,6 +251,14 @@ impl ServiceState {
     pub fn watcher_started(&mut self, watcher: &str) {
         if let Some(book) = self.books.get_mut(watcher) {
             book.discard_staged();
+        }
+    }
+
+    /// A watcher's session ended: what it was still to be told of (bad nodes noted
+    /// since the last log line) is logged now.
+    pub fn watcher_ended(&mut self, watcher: &str) {
+        if let Some(log) = self.bad_node_logs.get_mut(watcher) {
+            log.flush(&self.name, watcher);
         }
     }
 

@@ -178,6 +178,8 @@ pub struct Book {
     /// The pieces so far of a full list that goes over in pieces (see
     /// [`super::update`]), later entries replacing earlier ones.
     staged: Option<Event>,
+    /// The encoded size of those pieces, as the caller reports it.
+    staged_bytes: usize,
 }
 
 impl std::fmt::Debug for Book {
@@ -421,24 +423,39 @@ impl Book {
     pub(super) fn stage(&mut self, piece: Event, first: bool) {
         match &mut self.staged {
             Some(list) if !first => list.merge(piece),
-            _ => self.staged = Some(piece),
+            _ => {
+                self.staged = Some(piece);
+                self.staged_bytes = 0;
+            }
         }
     }
 
     /// The pieces of the full list in progress, taken out of the book.
     pub(super) fn take_staged(&mut self) -> Option<Event> {
+        self.staged_bytes = 0;
         self.staged.take()
     }
 
-    /// How many nodes the full list in progress holds so far (0 when none is).
-    pub fn staged_len(&self) -> usize {
-        self.staged.as_ref().map_or(0, Event::len)
+    /// Adds `bytes` (the encoded size of a piece just staged) to the size of the list in
+    /// progress, and returns the total: what a host bounds a list in pieces by.
+    pub fn note_staged_bytes(&mut self, bytes: usize) -> usize {
+        if self.staged.is_some() {
+            self.staged_bytes += bytes;
+        }
+        self.staged_bytes
+    }
+
+    /// How many nodes the full list in progress holds so far; `None` when no list is
+    /// in progress.
+    pub fn staged_len(&self) -> Option<usize> {
+        self.staged.as_ref().map(Event::len)
     }
 
     /// Forgets a full list in progress (its watcher's session ended before the list
     /// did, or the list broke a limit); the book's nodes stay as they are.
     pub fn discard_staged(&mut self) {
         self.staged = None;
+        self.staged_bytes = 0;
     }
 
     /// Every node up now, as one event (empty when none is).

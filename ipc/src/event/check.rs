@@ -15,8 +15,11 @@
 //! - `port`: not 0 for a node going up;
 //! - `meta`: at most [`MAX_META_TAGS`] tags, keys 1 to [`MAX_FIELD_BYTES`] bytes,
 //!   values at most [`MAX_META_VALUE_BYTES`] bytes;
-//! - no string holds a control character (U+0000 to U+001F, U+007F to U+009F: newline,
-//!   tab and escape among them).
+//! - every string is UTF-8 and holds no control character (U+0000 to U+001F, U+007F to
+//!   U+009F: newline, tab and escape among them) and no character that moves or hides
+//!   text when it is shown (the line and paragraph separators U+2028 and U+2029, the
+//!   bidirectional controls U+200E, U+200F, U+202A to U+202E and U+2066 to U+2069, the
+//!   zero-width U+200B to U+200D, U+2060 to U+2064 and U+FEFF, and U+FFF9 to U+FFFB).
 //!
 //! These limits also bound a node's encoded size (about 42 KiB at most), so every valid
 //! node fits in one record of a ring.
@@ -51,8 +54,11 @@ pub enum FieldProblem {
     Empty,
     /// It is longer than its limit (bytes, limit).
     TooLong(usize, usize),
-    /// It holds a control character at this byte offset.
+    /// It holds a control character (or one that moves or hides text) at this byte
+    /// offset.
     Control(usize),
+    /// It is not UTF-8 from this byte offset on.
+    NotUtf8(usize),
     /// The port is 0.
     PortZero,
     /// More meta tags than allowed (count, limit).
@@ -69,16 +75,18 @@ impl fmt::Display for FieldProblem {
             FieldProblem::Control(at) => {
                 write!(f, "holds a control character at byte {at}")
             }
+            FieldProblem::NotUtf8(at) => write!(f, "is not UTF-8 from byte {at}"),
             FieldProblem::PortZero => f.write_str("is 0"),
             FieldProblem::TooManyTags(n, max) => write!(f, "has {n} tags, over the limit of {max}"),
         }
     }
 }
 
-/// Checks one string field's bytes: at most `max` bytes, no control character, and
-/// not empty when `required`. ASCII, the common case, is checked byte by byte; other
-/// UTF-8 by character. Bytes that are not UTF-8 count as a control character at the
-/// first bad byte (the decoders refuse them before this is asked).
+/// Checks one string field's bytes: at most `max` bytes, UTF-8, no control character
+/// (nor one that moves or hides text), and not empty when `required`. Printable ASCII,
+/// the common case, takes one pass over the bytes; anything else is checked by
+/// character. The host's wire path reads strings unchecked, so this is also its UTF-8
+/// check.
 pub fn check_field(bytes: &[u8], max: usize, required: bool) -> Result<(), FieldProblem> {
     if bytes.is_empty() {
         return if required {
@@ -90,17 +98,28 @@ pub fn check_field(bytes: &[u8], max: usize, required: bool) -> Result<(), Field
     if bytes.len() > max {
         return Err(FieldProblem::TooLong(bytes.len(), max));
     }
-    if let Some(at) = bytes.iter().position(|&b| b < 0x20 || b == 0x7f) {
-        return Err(FieldProblem::Control(at));
-    }
-    if bytes.is_ascii() {
+    if bytes.iter().all(|&b| (0x20..0x7f).contains(&b)) {
         return Ok(());
     }
-    let text = std::str::from_utf8(bytes).map_err(|e| FieldProblem::Control(e.valid_up_to()))?;
-    match text.char_indices().find(|(_, c)| c.is_control()) {
+    let text = std::str::from_utf8(bytes).map_err(|e| FieldProblem::NotUtf8(e.valid_up_to()))?;
+    match text.char_indices().find(|&(_, c)| hides_text(c)) {
         Some((at, _)) => Err(FieldProblem::Control(at)),
         None => Ok(()),
     }
+}
+
+/// Whether `c` is a control character or one that moves or hides text when shown.
+fn hides_text(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{200B}'..='\u{200F}'
+                | '\u{2028}'..='\u{202E}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{FEFF}'
+                | '\u{FFF9}'..='\u{FFFB}'
+        )
 }
 
 /// Checks a node's fields as they lie on the wire (the host's fast path reads nodes
@@ -178,6 +197,17 @@ mod tests {
         assert_eq!(field(up("a\nb", "h", 1)), "name");
         assert_eq!(field(up("a\u{1b}[31m", "h", 1)), "name");
         assert_eq!(field(up("a\u{85}", "h", 1)), "name");
+        // Characters that forge a line or reorder text when shown.
+        for sneaky in [
+            "a\u{2028}b",
+            "a\u{2029}",
+            "\u{202E}gnp.exe",
+            "a\u{2066}",
+            "a\u{200B}",
+            "\u{FEFF}a",
+        ] {
+            assert_eq!(field(up(sneaky, "h", 1)), "name", "{sneaky:?}");
+        }
         assert_eq!(field(up(&"n".repeat(256), "h", 1)), "name");
         assert_eq!(field(up("n", "", 1)), "host");
         assert_eq!(field(up("n", "h\r", 1)), "host");
@@ -204,6 +234,24 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "bad node \"a\\nb\": field 'name' holds a control character at byte 1"
+        );
+    }
+}
+
+#[cfg(test)]
+mod field_tests {
+    use super::*;
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_named() {
+        assert_eq!(
+            check_field(b"ab\xffc", 255, true),
+            Err(FieldProblem::NotUtf8(2))
+        );
+        assert_eq!(check_field("é".as_bytes(), 255, true), Ok(()));
+        assert_eq!(
+            check_field(b"tab\there", 255, true),
+            Err(FieldProblem::Control(3))
         );
     }
 }

@@ -8,16 +8,18 @@
 //! # Full lists in pieces
 //! A full list of tens of thousands of nodes is larger than one ring record may be, so
 //! it may go over in pieces: [`Update::FullStart`], any number of [`Update::FullPart`],
-//! and a closing [`Update::Full`]. The book keeps the pieces aside and applies the whole
-//! list when the closing piece arrives: the nodes missing from the *whole* list go down,
-//! never the ones missing from the first piece, and nothing of a list is published
-//! before all of it is there. Within a list a later entry of a node replaces an earlier
-//! one, so an entry marked down takes the node out of the list. A `FullStart` discards
-//! a list still in progress (the watcher replaced it before it was all sent); changes
-//! that arrive between the pieces apply at once, before the list.
+//! and [`Update::FullEnd`]. The book keeps the pieces aside and applies the whole list
+//! when its end arrives: the nodes missing from the *whole* list go down, never the
+//! ones missing from the first piece, and nothing of a list is published before all of
+//! it is there. Within a list a later entry of a node replaces an earlier one, so an
+//! entry marked down takes the node out of the list. A `FullStart` or a whole
+//! [`Update::Full`] discards a list still in progress (the watcher replaced it before it
+//! was all sent); changes that arrive between the pieces apply at once, before the list.
+//! A `FullPart` or `FullEnd` with no list in progress is a stray piece: the host refuses
+//! it (see [`Book::accepts`](super::Book::accepts)).
 //!
 //! The variant order is the wire format: `Incremental` is 0, `Full` 1, `FullStart` 2,
-//! `FullPart` 3 (see [`super::wire`]).
+//! `FullPart` 3, `FullEnd` 4 (see [`super::wire`]).
 
 use bincode::{Decode, Encode};
 
@@ -28,13 +30,14 @@ use super::Event;
 pub enum Update {
     /// These nodes changed; nodes not named are as they were.
     Incremental(Event),
-    /// These are all the nodes up now; nodes not named are down. After a
-    /// [`FullStart`](Update::FullStart), the last piece of the list.
+    /// These are all the nodes up now; nodes not named are down.
     Full(Event),
     /// The first piece of a full list that goes over in pieces.
     FullStart(Event),
     /// A further piece of the full list in progress.
     FullPart(Event),
+    /// The last piece of the full list in progress: the list applies now.
+    FullEnd(Event),
 }
 
 impl Update {
@@ -44,7 +47,8 @@ impl Update {
             Update::Incremental(ev)
             | Update::Full(ev)
             | Update::FullStart(ev)
-            | Update::FullPart(ev) => ev,
+            | Update::FullPart(ev)
+            | Update::FullEnd(ev) => ev,
         }
     }
 
@@ -54,7 +58,8 @@ impl Update {
             Update::Incremental(ev)
             | Update::Full(ev)
             | Update::FullStart(ev)
-            | Update::FullPart(ev) => ev,
+            | Update::FullPart(ev)
+            | Update::FullEnd(ev) => ev,
         }
     }
 
@@ -62,16 +67,35 @@ impl Update {
     pub fn is_full(&self) -> bool {
         !matches!(self, Update::Incremental(_))
     }
+
+    /// Whether this ends a full list in pieces.
+    pub fn is_full_end(&self) -> bool {
+        matches!(self, Update::FullEnd(_))
+    }
 }
 
 impl super::Book {
+    /// Whether `update` fits the book's state: a `FullPart` or `FullEnd` needs a list in
+    /// progress. The host refuses a stray piece; [`apply`](Self::apply) takes one as
+    /// if its list had started empty.
+    pub fn accepts(&self, update: &Update) -> bool {
+        match update {
+            Update::FullPart(_) | Update::FullEnd(_) => self.staged_len().is_some(),
+            _ => true,
+        }
+    }
+
     /// Applies an update of either kind and returns the real changes, if any. A piece of
     /// a full list is kept aside (see the module docs) and changes nothing until the
-    /// closing [`Update::Full`].
+    /// list's [`Update::FullEnd`].
     pub fn apply(&mut self, update: Update) -> Option<Event> {
         match update {
             Update::Incremental(ev) => self.update_inc(ev),
-            Update::Full(last) => match self.take_staged() {
+            Update::Full(list) => {
+                self.discard_staged();
+                self.update_full(list)
+            }
+            Update::FullEnd(last) => match self.take_staged() {
                 Some(mut list) => {
                     list.merge(last);
                     self.update_full(list)
@@ -120,15 +144,15 @@ mod tests {
         assert_eq!(book.apply(Update::FullStart(list(&["a", "b"]))), None);
         assert_eq!(book.apply(Update::FullPart(list(&["c", "x"]))), None);
         assert_eq!(book.len(), 6, "nothing changes before the last piece");
-        assert_eq!(book.staged_len(), 4);
-        let changes = book.apply(Update::Full(list(&["e"]))).expect("changes");
+        assert_eq!(book.staged_len(), Some(4));
+        let changes = book.apply(Update::FullEnd(list(&["e"]))).expect("changes");
         let mut expected: Event = ["d", "f"]
             .iter()
             .map(|n| NodeInfo::new(*n, NodeStatus::Down, "10.0.0.1", 80))
             .collect();
         expected.add_node(up("x", 80));
         assert_eq!(changes, expected);
-        assert_eq!(book.staged_len(), 0);
+        assert_eq!(book.staged_len(), None);
     }
 
     #[test]
@@ -137,7 +161,7 @@ mod tests {
         book.apply(Update::FullStart(list(&["x"])));
         book.apply(Update::FullPart(list(&["y"])));
         book.apply(Update::FullStart(list(&["a"])));
-        let changes = book.apply(Update::Full(list(&["b"])));
+        let changes = book.apply(Update::FullEnd(list(&["b"])));
         assert_eq!(changes, None, "x and y were never in the list that ended");
     }
 
@@ -147,7 +171,7 @@ mod tests {
         book.apply(Update::FullStart(list(&["a", "b"])));
         let gone = NodeInfo::new("b", NodeStatus::Down, "", 0);
         book.apply(Update::FullPart(std::iter::once(gone).collect()));
-        let changes = book.apply(Update::Full(Event::new())).expect("b goes");
+        let changes = book.apply(Update::FullEnd(Event::new())).expect("b goes");
         assert_eq!(changes.len(), 1);
         assert_eq!(changes.get("b").unwrap().status, NodeStatus::Down);
     }
@@ -159,8 +183,24 @@ mod tests {
         let changed = book.apply(Update::Incremental(list(&["z"])));
         assert_eq!(changed, Some(list(&["z"])));
         // The list, which does not name z, ends after it: z goes down again.
-        let changes = book.apply(Update::Full(Event::new())).expect("z goes");
+        let changes = book.apply(Update::FullEnd(Event::new())).expect("z goes");
         assert_eq!(changes.get("z").unwrap().status, NodeStatus::Down);
+    }
+
+    /// Review finding: `Full` used to end a list in progress too, so a stray piece (a
+    /// `FullPart` with no start, or leftovers of an earlier session) came up at the next
+    /// whole list. A whole list discards what is staged, and a stray piece is refused.
+    #[test]
+    fn a_whole_list_never_picks_up_stray_pieces() {
+        let mut book = book_of(&["a"]);
+        let stray = Update::FullPart(list(&["ghost"]));
+        assert!(!book.accepts(&stray), "no list in progress");
+        assert!(!book.accepts(&Update::FullEnd(Event::new())));
+        book.apply(Update::FullStart(list(&["ghost"])));
+        assert!(book.accepts(&stray));
+        book.apply(Update::Full(list(&["a"])));
+        assert_eq!(book.full(), list(&["a"]), "the ghost never came up");
+        assert_eq!(book.staged_len(), None);
     }
 
     #[test]
@@ -202,7 +242,8 @@ mod tests {
                 first = false;
                 start = cut;
             }
-            let got = pieces.apply(Update::Full(nodes[start..].iter().cloned().collect()));
+            let last: Event = nodes[start..].iter().cloned().collect();
+            let got = pieces.apply(if first { Update::Full(last) } else { Update::FullEnd(last) });
             prop_assert_eq!(got, expected);
             prop_assert_eq!(pieces.full(), whole.full());
         }

@@ -9,7 +9,7 @@
 //! - changes wait in a [`Pending`] log, latest per node (cheap to add to, handed over
 //!   as ready-made records of at most 64 KiB);
 //! - a full list waits in a log of its own and goes over in pieces: a `FullStart`
-//!   marker, `FullPart` records, and a closing empty `Full` (the host applies the list
+//!   marker, `FullPart` records, and an empty `FullEnd` (the host applies the list
 //!   only when it is whole; see `ipc::event::update`). Changes sent while a list waits
 //!   join it (a node going down leaves it), and a newer full list replaces it, even
 //!   half sent: its `FullStart` tells the host to drop the pieces it has.
@@ -35,6 +35,7 @@ const FLUSH_WAIT: Duration = Duration::from_millis(50);
 
 /// Why [`EventSender::send`] (or `send_node`, `send_full`) refused an update.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SendError {
     /// A node breaks a rule of [`NodeInfo::check`]; nothing of the update was sent.
     #[error(transparent)]
@@ -302,7 +303,7 @@ impl SenderState {
         if !full.nodes.is_empty() {
             return hand_over_piece(outbound.as_mut(), &mut full.nodes);
         }
-        let ended = send_marker(outbound.as_mut(), Update::Full(Event::new()))?;
+        let ended = send_marker(outbound.as_mut(), Update::FullEnd(Event::new()))?;
         if ended {
             self.full = None;
         }

@@ -134,7 +134,7 @@ fn a_full_list_of_any_size_goes_over_in_pieces_applied_as_one() {
     assert!(sender.flush(Duration::from_secs(10)));
     let taken = gate.taken.lock().unwrap();
     assert!(matches!(&taken[0], Update::FullStart(first) if first.is_empty()));
-    assert!(matches!(taken.last(), Some(Update::Full(last)) if last.is_empty()));
+    assert!(matches!(taken.last(), Some(Update::FullEnd(last)) if last.is_empty()));
     assert!(taken[1..taken.len() - 1]
         .iter()
         .all(|u| matches!(u, Update::FullPart(p) if p.len() <= FLUSH_PIECE)));

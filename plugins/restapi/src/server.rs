@@ -196,8 +196,6 @@ fn route(request: &Request, registry: &Registry) -> Answer {
         // The node breaks a rule (an empty name, a control character, port 0): the
         // message names the field.
         Err(SendError::BadNode(e)) => Answer::new(400, e.to_string()),
-        Err(SendError::Closed(e)) => {
-            Answer::new(404, format!("service '{service}' is closing: {e}"))
-        }
+        Err(e) => Answer::new(404, format!("service '{service}' is closing: {e}")),
     }
 }

@@ -320,7 +320,7 @@ fn encoded_updates_of_every_form_reach_reactors_as_decoded_ones_would() {
 }
 
 /// The records a watcher's SDK sends for a full list too large for one record: a
-/// `FullStart` marker, `FullPart` pieces, a closing empty `Full`.
+/// `FullStart` marker, `FullPart` pieces, an empty `FullEnd`.
 fn list_in_pieces(list: &Event) -> Vec<Vec<u8>> {
     let encode = |u: &Update| codec::encode(u, "update").unwrap();
     let mut records = vec![encode(&Update::FullStart(Event::new()))];
@@ -331,7 +331,7 @@ fn list_in_pieces(list: &Event) -> Vec<Vec<u8>> {
         records.extend(piece.records.iter().map(<[u8]>::to_vec));
         log.consume(&piece, piece.records.len());
     }
-    records.push(encode(&Update::Full(Event::new())));
+    records.push(encode(&Update::FullEnd(Event::new())));
     records
 }
 
@@ -370,16 +370,29 @@ fn a_million_node_list_in_pieces_keeps_its_meaning() {
     for batch in pieces.chunks(300) {
         let applied = svc.apply_records("w", batch.iter().map(Vec::as_slice));
         assert!(applied.bad_record.is_none());
-        assert!(sink.take().is_empty(), "nothing before the list is whole");
+        assert_eq!(
+            svc.stats().changes_out,
+            0,
+            "nothing before the list is whole"
+        );
     }
     svc.apply_records("w", [last.as_slice()]);
     let ups: usize = delivered(&mut svc, &sink).iter().map(Event::len).sum();
     assert_eq!(ups, N as usize);
 
     let second = list_in_pieces(&numbered((0..N).step_by(2)));
-    for batch in second.chunks(300) {
+    let (last, pieces) = second.split_last().unwrap();
+    let published = svc.stats().changes_out;
+    for batch in pieces.chunks(300) {
         svc.apply_records("w", batch.iter().map(Vec::as_slice));
+        assert_eq!(
+            svc.stats().changes_out,
+            published,
+            "nothing before the list is whole"
+        );
+        assert_eq!(svc.current().len(), N as usize);
     }
+    svc.apply_records("w", [last.as_slice()]);
     let mut downs = std::collections::HashSet::new();
     for event in delivered(&mut svc, &sink) {
         for node in event.nodes() {
@@ -398,7 +411,8 @@ fn a_million_node_list_in_pieces_keeps_its_meaning() {
 }
 
 /// A watcher whose session ends in the middle of a list in pieces: the next session's
-/// list starts afresh, and what the first sent of it is not applied.
+/// list starts afresh, and what the first sent of it is never applied (review finding:
+/// leftover pieces came up at the next whole list).
 #[test]
 fn a_list_left_unfinished_by_a_session_is_dropped_when_the_next_starts() {
     let mut svc = ServiceState::new("web");
@@ -406,27 +420,58 @@ fn a_list_left_unfinished_by_a_session_is_dropped_when_the_next_starts() {
     svc.attach_reactor("r", Box::new(sink.clone()));
     svc.apply("w", up("a", 1));
     let pieces = list_in_pieces(&numbered(0..10));
-    // The first session sends all but the closing record, then dies.
+    // The first session sends all but the list's end, then dies.
     svc.apply_records("w", pieces[..pieces.len() - 1].iter().map(Vec::as_slice));
     svc.watcher_started("w");
-    // A plugin that bypasses the SDK continues with a piece and a close: only that
-    // piece counts as the list.
-    let part = codec::encode(&Update::FullPart(numbered(20..21)), "u").unwrap();
-    let close = codec::encode(&Update::Full(Event::new()), "u").unwrap();
-    svc.apply_records("w", [part.as_slice(), close.as_slice()]);
+    // The next session reports a whole list: only it counts.
+    svc.apply("w", Update::Full(numbered(20..21)));
     assert_eq!(svc.current(), numbered(20..21));
 }
 
-/// A list in pieces that never ends cannot make the host keep nodes without bound.
+/// A piece with no list in progress (a plugin that bypasses the SDK, or pieces of a
+/// session that ended) is refused: the session ends, nothing of it is applied.
+#[test]
+fn a_stray_piece_is_refused() {
+    for stray in [
+        Update::FullPart(numbered(0..3)),
+        Update::FullEnd(numbered(0..3)),
+    ] {
+        let mut svc = ServiceState::new("web");
+        svc.apply("w", up("a", 1));
+        let record = codec::encode(&stray, "u").unwrap();
+        let applied = svc.apply_records("w", [record.as_slice()]);
+        let error = applied.bad_record.expect("refused").to_string();
+        assert!(error.contains("no FullStart before it"), "{error}");
+        assert_eq!(svc.current().len(), 1);
+    }
+}
+
+/// A list in pieces that never ends cannot make the host keep nodes without bound, and
+/// the bound is in bytes (review finding: a node count let large nodes through).
 #[test]
 fn a_list_in_pieces_past_the_limit_is_refused() {
     let mut svc = ServiceState::new("web");
-    svc.set_full_list_limit(5000);
-    let pieces = list_in_pieces(&numbered(0..6000));
+    svc.set_full_list_limit(1 << 20);
+    // 40 nodes of 32 tags of 1 KiB: about 1.3 MiB in a few pieces.
+    let big: Event = (0..40u32)
+        .map(|i| {
+            (0..32).fold(
+                NodeInfo::new(format!("big-{i}"), NodeStatus::Up, "h", 1),
+                |n, t| n.with_meta(format!("k{t:02}"), "x".repeat(1024)),
+            )
+        })
+        .collect();
+    let pieces = list_in_pieces(&big);
     let applied = svc.apply_records("w", pieces.iter().map(Vec::as_slice));
     let error = applied.bad_record.expect("refused").to_string();
-    assert!(error.contains("more than 5000 nodes"), "{error}");
+    assert!(error.contains("more than 1048576 bytes"), "{error}");
     assert!(svc.current().is_empty());
+    // Under the limit the same list goes through.
+    let mut roomy = ServiceState::new("web");
+    roomy.set_full_list_limit(2 << 20);
+    let applied = roomy.apply_records("w", pieces.iter().map(Vec::as_slice));
+    assert!(applied.bad_record.is_none());
+    assert_eq!(roomy.current().len(), 40);
 }
 
 /// Regression: node fields were not checked in the host, so a plugin bypassing the
