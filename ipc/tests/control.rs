@@ -6,7 +6,7 @@ use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
 use ipc::control::{
-    socket_pair, HandshakeError, HostConnection, HostEvent, Notice, Request, RequestError, Secret,
+    socket_pair, HandshakeError, HostEnd, HostEvent, Notice, Request, RequestError, Secret,
     PROTOCOL_VERSION,
 };
 
@@ -39,10 +39,7 @@ impl Drop for Peer {
 fn start(
     scenario: &[&str],
     hello_timeout: Duration,
-) -> (
-    Result<(HostConnection, Receiver<HostEvent>), HandshakeError>,
-    Peer,
-) {
+) -> (Result<(HostEnd, Receiver<HostEvent>), HandshakeError>, Peer) {
     let (host, child_end) = socket_pair().unwrap();
     let secret = Secret::random();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ipc-peer"));
@@ -51,7 +48,7 @@ fn start(
     let child = cmd.spawn().unwrap();
     drop(child_end);
     let peer = Peer(Some(child));
-    (HostConnection::accept(host, &secret, hello_timeout), peer)
+    (HostEnd::accept(host, &secret, hello_timeout), peer)
 }
 
 fn accept(endpoint: u64, cfg: &str) -> Request {
@@ -192,7 +189,7 @@ fn a_plugin_that_never_says_hello_times_out() {
     drop(child_end);
     let short = Duration::from_millis(200);
     assert!(matches!(
-        HostConnection::accept(host, &secret, short),
+        HostEnd::accept(host, &secret, short),
         Err(HandshakeError::Timeout(t)) if t == short
     ));
 }

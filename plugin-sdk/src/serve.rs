@@ -26,7 +26,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use ipc::codec;
-use ipc::control::{EndpointId, Notice, Notifier, PluginConnection, RecvError, Request};
+use ipc::control::{EndpointId, Notice, Notifier, PluginEnd, RecvError, Request};
 use ipc::event::{Event, Update};
 use ipc::panic::catch_panic;
 use ipc::records::Records;
@@ -357,7 +357,7 @@ fn watch_parent() {
 fn serve<S: Served>(plugin: S) -> ! {
     init_logging();
     watch_parent();
-    let conn = match PluginConnection::from_env(HANDSHAKE_TIMEOUT) {
+    let conn = match PluginEnd::from_env(HANDSHAKE_TIMEOUT) {
         Ok(conn) => conn,
         Err(e) => {
             tracing::error!("cannot connect to the Receptor host: {e}");

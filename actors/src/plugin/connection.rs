@@ -13,7 +13,7 @@ use std::sync::mpsc::Receiver;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use ipc::control::{socket_pair, HostConnection, HostEvent, Request, RequestError, Secret};
+use ipc::control::{socket_pair, HostEnd, HostEvent, Request, RequestError, Secret};
 
 use super::process::PluginChild;
 use crate::lookup::PluginKind;
@@ -105,7 +105,7 @@ impl From<RequestError> for PluginRequestError {
 pub struct PluginConnection {
     name: String,
     child: Mutex<PluginChild>,
-    conn: HostConnection,
+    conn: HostEnd,
     events: Mutex<Option<Receiver<HostEvent>>>,
     next_endpoint: AtomicU64,
 }
@@ -122,7 +122,7 @@ impl PluginConnection {
         child_end.prepare(&mut cmd, &secret);
         let mut child = PluginChild::spawn(&name, cmd)?;
         drop(child_end);
-        let (conn, events) = match HostConnection::accept(host_end, &secret, HANDSHAKE_TIMEOUT) {
+        let (conn, events) = match HostEnd::accept(host_end, &secret, HANDSHAKE_TIMEOUT) {
             Ok(accepted) => accepted,
             Err(e) => {
                 child.stop(Duration::from_millis(200));

@@ -4,6 +4,7 @@
 use super::*;
 use crate::shm::SharedSegment;
 use proptest::prelude::*;
+use std::time::{Duration, Instant};
 
 fn pair(capacity: usize) -> (RingProducer, RingConsumer) {
     let producer = RingProducer::create(RingConfig::with_capacity(capacity)).unwrap();

@@ -15,7 +15,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use ipc::control::{
-    Notice, PluginConnection, RecvError, Request, Secret, CONTROL_FD_ENV, MAGIC, MAX_FRAME_BYTES,
+    Notice, PluginEnd, RecvError, Request, Secret, CONTROL_FD_ENV, MAGIC, MAX_FRAME_BYTES,
     PROTOCOL_VERSION, SECRET_ENV,
 };
 
@@ -38,7 +38,7 @@ pub fn run(scenario: &str, args: &[String]) -> Result<(), String> {
 }
 
 fn plugin(silent: bool) -> Result<(), String> {
-    let conn = PluginConnection::from_env(TIMEOUT).map_err(|e| e.to_string())?;
+    let conn = PluginEnd::from_env(TIMEOUT).map_err(|e| e.to_string())?;
     let notifier = conn.notifier();
     loop {
         let (id, request) = match conn.recv() {
@@ -108,7 +108,7 @@ fn bad_hello(which: &str) -> Result<(), String> {
         secret
     };
     hello.extend_from_slice(secret.as_bytes());
-    match PluginConnection::connect_with_hello(stream, &hello, TIMEOUT) {
+    match PluginEnd::connect_with_hello(stream, &hello, TIMEOUT) {
         Err(ipc::control::HandshakeError::Refused(reason)) => {
             println!("refused: {reason}");
             Ok(())
@@ -121,7 +121,7 @@ fn bad_hello(which: &str) -> Result<(), String> {
 fn raw_after_handshake(bytes: &[u8]) -> Result<(), String> {
     let (stream, secret) = inherited()?;
     let mut writer = stream.try_clone().map_err(|e| e.to_string())?;
-    let _conn = PluginConnection::connect(stream, &secret, TIMEOUT).map_err(|e| e.to_string())?;
+    let _conn = PluginEnd::connect(stream, &secret, TIMEOUT).map_err(|e| e.to_string())?;
     writer.write_all(bytes).map_err(|e| e.to_string())?;
     Ok(())
 }
