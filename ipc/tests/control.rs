@@ -1,6 +1,7 @@
 //! The control protocol between this test (the host's end) and the `ipc-peer` helper
 //! (the plugin's end), over a real socket pair inherited across exec.
 
+use std::os::fd::AsFd;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
@@ -51,6 +52,13 @@ fn start(
     (HostEnd::accept(host, &secret, hello_timeout), peer)
 }
 
+/// A file of `len` bytes, standing in for a ring's segment.
+fn segment(len: u64) -> std::fs::File {
+    let file = tempfile::tempfile().unwrap();
+    file.set_len(len).unwrap();
+    file
+}
+
 fn accept(endpoint: u64, cfg: &str) -> Request {
     Request::Accept {
         endpoint,
@@ -72,10 +80,17 @@ fn a_whole_life_cycle_is_answered() {
         TIMEOUT,
     )
     .unwrap();
-    conn.request(accept(1, "{}"), TIMEOUT).unwrap();
+    let segment = segment(1234);
+    conn.accept_with_segment(accept(1, "{}"), segment.as_fd(), TIMEOUT)
+        .unwrap();
     assert_eq!(
-        conn.request(accept(2, "\"reject\""), TIMEOUT),
+        conn.accept_with_segment(accept(2, "\"reject\""), segment.as_fd(), TIMEOUT),
         Err(RequestError::Rejected("rejected: web/api".into()))
+    );
+    assert_eq!(
+        conn.accept_with_segment(accept(3, "\"size\""), segment.as_fd(), TIMEOUT),
+        Err(RequestError::Rejected("segment of 1234 bytes".into())),
+        "the plugin holds the very file the host sent"
     );
     conn.request(Request::Start { endpoint: 1 }, TIMEOUT)
         .unwrap();
@@ -100,6 +115,26 @@ fn a_whole_life_cycle_is_answered() {
         conn.request(Request::Ping, TIMEOUT),
         Err(RequestError::Disconnected(_))
     ));
+}
+
+/// Guards against a plugin keeping descriptors it did not expect: an `Accept` without
+/// its segment, or another request with one, is refused and ends the plugin's loop.
+#[test]
+fn a_request_with_the_wrong_descriptors_is_refused() {
+    let (conn, peer) = start(&["control-plugin"], TIMEOUT);
+    let (conn, _events) = conn.unwrap();
+    assert!(conn.request(accept(1, "{}"), TIMEOUT).is_err());
+    let (ok, _) = peer.finish();
+    assert!(!ok, "an Accept without its segment ends the plugin");
+
+    let (conn, peer) = start(&["control-plugin"], TIMEOUT);
+    let (conn, _events) = conn.unwrap();
+    let file = segment(10);
+    assert!(conn
+        .accept_with_segment(Request::Ping, file.as_fd(), TIMEOUT)
+        .is_err());
+    let (ok, _) = peer.finish();
+    assert!(!ok, "a Ping with a descriptor ends the plugin");
 }
 
 #[test]

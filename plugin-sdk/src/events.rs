@@ -66,9 +66,13 @@ pub(crate) trait Outbound: Send + 'static {
     }
 
     /// A handle that waits (up to a timeout) until the transport may have room again,
-    /// usable while another thread calls `try_send`.
-    fn space_waiter(&self) -> Box<dyn Fn(Duration) + Send + Sync>;
+    /// usable while another thread calls `try_send`; `Err` with the reason once the
+    /// host's end is gone for good.
+    fn space_waiter(&self) -> SpaceWait;
 }
+
+/// Waits up to a timeout for room in a transport (see [`Outbound::space_waiter`]).
+pub(crate) type SpaceWait = Box<dyn Fn(Duration) -> Result<(), String> + Send + Sync>;
 
 /// The reactor side of a transport.
 pub(crate) trait Inbound: Send + 'static {
@@ -200,7 +204,7 @@ impl EventSender {
     }
 
     /// Hands the backlog over as space frees; exits when there is nothing left to do.
-    fn flush_loop(self, wait_for_space: Box<dyn Fn(Duration) + Send + Sync>) {
+    fn flush_loop(self, wait_for_space: SpaceWait) {
         loop {
             {
                 let mut state = self.lock();
@@ -231,7 +235,10 @@ impl EventSender {
                     }
                 }
             }
-            wait_for_space(FLUSH_WAIT);
+            if let Err(reason) = wait_for_space(FLUSH_WAIT) {
+                // The host is gone: stop here rather than spin on a ring no one drains.
+                self.lock().close(reason);
+            }
         }
     }
 
@@ -467,8 +474,11 @@ mod tests {
             Ok(())
         }
 
-        fn space_waiter(&self) -> Box<dyn Fn(Duration) + Send + Sync> {
-            Box::new(|timeout| std::thread::sleep(timeout.min(Duration::from_millis(1))))
+        fn space_waiter(&self) -> SpaceWait {
+            Box::new(|timeout| {
+                std::thread::sleep(timeout.min(Duration::from_millis(1)));
+                Ok(())
+            })
         }
     }
 

@@ -6,6 +6,7 @@
 //! with a timeout. Shutting down asks the plugin to exit, waits out the grace period, and
 //! kills the whole process group.
 
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,7 +48,7 @@ impl PluginSpec {
 }
 
 /// What `Accept` carries for one instance.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct AcceptSpec {
     /// The service.
     pub service: String,
@@ -55,8 +56,9 @@ pub struct AcceptSpec {
     pub instance: String,
     /// The instance's `cfg` as JSON.
     pub cfg: String,
-    /// The base name of the instance's ring.
-    pub ring: String,
+    /// The instance's ring: its base name, and its segment's descriptor (sent beside
+    /// the request, so the plugin maps memory whose size it cannot change).
+    pub ring: crate::endpoint::rings::RingHandoff,
 }
 
 /// A plugin process could not be started.
@@ -179,9 +181,10 @@ impl PluginConnection {
             service: spec.service.clone(),
             instance: spec.instance.clone(),
             cfg: spec.cfg.clone(),
-            ring: spec.ring.clone(),
+            ring: spec.ring.0.clone(),
         };
-        self.conn.request(request, REQUEST_TIMEOUT)?;
+        self.conn
+            .accept_with_segment(request, spec.ring.1.as_fd(), REQUEST_TIMEOUT)?;
         Ok(endpoint)
     }
 

@@ -3,6 +3,7 @@
 //! frame is a truncated frame, not a hang.
 
 use std::io::{self, Read, Write};
+use std::os::fd::BorrowedFd;
 use std::os::unix::net::UnixStream;
 use std::sync::{Mutex, PoisonError};
 
@@ -57,6 +58,18 @@ pub(super) fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> 
 
 /// Reads one frame's body into `buf`.
 pub fn read_frame(r: &mut impl Read, buf: &mut Vec<u8>) -> Result<(), FrameError> {
+    read_frame_with(&mut |b: &mut [u8]| r.read(b), buf)
+}
+
+/// Reads one frame's body into `buf` with `read` (a `read` that may also collect
+/// descriptors), in reads no longer than what is left of the frame: nothing of the next
+/// frame is consumed.
+pub(super) fn read_frame_with(
+    read: &mut impl FnMut(&mut [u8]) -> io::Result<usize>,
+    buf: &mut Vec<u8>,
+) -> Result<(), FrameError> {
+    let mut r = ReadWith(read);
+    let r = &mut r;
     let mut len = [0u8; 4];
     match read_full(r, &mut len)? {
         0 => return Err(FrameError::Closed),
@@ -82,8 +95,24 @@ pub fn read_frame(r: &mut impl Read, buf: &mut Vec<u8>) -> Result<(), FrameError
     Ok(())
 }
 
+/// A `Read` over a closure.
+struct ReadWith<'a, F>(&'a mut F);
+
+impl<F: FnMut(&mut [u8]) -> io::Result<usize>> Read for ReadWith<'_, F> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (self.0)(buf)
+    }
+}
+
 /// Writes one frame with `body`.
 pub fn write_frame(w: &mut impl Write, body: &[u8]) -> io::Result<()> {
+    let frame = frame_bytes(body)?;
+    w.write_all(&frame)?;
+    w.flush()
+}
+
+/// The bytes of a frame with `body`: its length, then the body.
+fn frame_bytes(body: &[u8]) -> io::Result<Vec<u8>> {
     if body.len() > MAX_FRAME_BYTES {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -96,8 +125,7 @@ pub fn write_frame(w: &mut impl Write, body: &[u8]) -> io::Result<()> {
     let mut frame = Vec::with_capacity(4 + body.len());
     frame.extend_from_slice(&(body.len() as u32).to_le_bytes());
     frame.extend_from_slice(body);
-    w.write_all(&frame)?;
-    w.flush()
+    Ok(frame)
 }
 
 pub(super) fn send<T: Encode>(
@@ -109,6 +137,22 @@ pub(super) fn send<T: Encode>(
         codec::encode(value, what).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     let mut stream = stream.lock().unwrap_or_else(PoisonError::into_inner);
     write_frame(&mut *stream, &body)
+}
+
+/// Sends `value` as one frame with the descriptor `fd` attached to its first byte.
+pub(super) fn send_with_fd<T: Encode>(
+    stream: &Mutex<UnixStream>,
+    value: &T,
+    fd: BorrowedFd<'_>,
+    what: &'static str,
+) -> io::Result<()> {
+    let body =
+        codec::encode(value, what).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let frame = frame_bytes(&body)?;
+    let mut stream = stream.lock().unwrap_or_else(PoisonError::into_inner);
+    let sent = crate::sys::fdpass::send_with_fds(&stream, &frame, &[fd])?;
+    stream.write_all(&frame[sent..])?;
+    stream.flush()
 }
 
 #[cfg(test)]

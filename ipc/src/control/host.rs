@@ -2,13 +2,14 @@
 //! responses to waiting requests (each with a timeout) and forwards notices.
 
 use std::collections::HashMap;
+use std::os::fd::BorrowedFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use super::frame::{read_frame, read_full, send, FrameError};
+use super::frame::{read_frame, read_full, send, send_with_fd, FrameError};
 use super::handshake::{is_timeout, HandshakeError, Secret};
 use super::{
     HostFrame, Notice, PluginFrame, Request, HELLO_BYTES, MAGIC, PROTOCOL_VERSION, WRITE_TIMEOUT,
@@ -116,6 +117,26 @@ impl HostEnd {
 
     /// Sends `request` and waits up to `timeout` for its answer.
     pub fn request(&self, request: Request, timeout: Duration) -> Result<(), RequestError> {
+        self.request_with(request, None, timeout)
+    }
+
+    /// Sends `Accept` with its ring's segment `segment` (the plugin receives its own
+    /// copy of the descriptor) and waits up to `timeout` for the answer.
+    pub fn accept_with_segment(
+        &self,
+        request: Request,
+        segment: BorrowedFd<'_>,
+        timeout: Duration,
+    ) -> Result<(), RequestError> {
+        self.request_with(request, Some(segment), timeout)
+    }
+
+    fn request_with(
+        &self,
+        request: Request,
+        fd: Option<BorrowedFd<'_>>,
+        timeout: Duration,
+    ) -> Result<(), RequestError> {
         if let Some(reason) = self
             .closed
             .lock()
@@ -130,11 +151,12 @@ impl HostEnd {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(id, tx);
-        if let Err(e) = send(
-            &self.writer,
-            &HostFrame::Request { id, request },
-            "control frame",
-        ) {
+        let frame = HostFrame::Request { id, request };
+        let sent = match fd {
+            Some(fd) => send_with_fd(&self.writer, &frame, fd, "control frame"),
+            None => send(&self.writer, &frame, "control frame"),
+        };
+        if let Err(e) = sent {
             self.pending
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)

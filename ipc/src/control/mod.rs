@@ -48,7 +48,7 @@ use bincode::{Decode, Encode};
 pub use frame::{read_frame, write_frame, FrameError};
 pub use handshake::{socket_pair, ChildEnd, HandshakeError, Secret};
 pub use host::{HostEnd, HostEvent, RequestError};
-pub use plugin::{Notifier, PluginEnd, RecvError};
+pub use plugin::{Incoming, Notifier, PluginEnd, RecvError};
 
 /// Identifies an endpoint (a service instance) within a plugin process; the host picks it.
 pub type EndpointId = u64;
@@ -86,7 +86,8 @@ pub enum Request {
         instance: String,
         /// The instance's `cfg` as JSON.
         cfg: String,
-        /// The base name of the instance's ring.
+        /// The base name of the instance's ring (its semaphores' names); the ring's
+        /// segment travels beside this frame as a file descriptor.
         ring: String,
     },
     /// Run an accepted endpoint.

@@ -2,11 +2,12 @@
 //! caller's thread; endpoint threads send notices through a [`Notifier`].
 
 use std::io::{self, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use super::frame::{read_frame, send, FrameError};
+use super::frame::{read_frame, read_frame_with, send, FrameError};
 use super::handshake::{is_timeout, HandshakeError, Secret};
 use super::{
     HostFrame, Notice, PluginFrame, Request, CONTROL_FD_ENV, HELLO_BYTES, MAGIC, PROTOCOL_VERSION,
@@ -23,6 +24,38 @@ pub enum RecvError {
     /// A bad frame arrived.
     #[error("bad control frame from the host: {0}")]
     Frame(FrameError),
+    /// A request came with the wrong number of file descriptors (they were closed).
+    #[error("control request {request} came with {got} file descriptors, expected {expected}")]
+    Descriptors {
+        /// The request's name.
+        request: &'static str,
+        /// How many came.
+        got: usize,
+        /// How many that request carries.
+        expected: usize,
+    },
+}
+
+/// A request as [`PluginEnd::recv`] hands it over.
+#[derive(Debug)]
+pub struct Incoming {
+    /// The id the response must carry.
+    pub id: u64,
+    /// What to do.
+    pub request: Request,
+    /// For `Accept`: the ring's shared-memory segment, to open the ring with.
+    pub segment: Option<OwnedFd>,
+}
+
+fn request_name(request: &Request) -> &'static str {
+    match request {
+        Request::Setup { .. } => "Setup",
+        Request::Accept { .. } => "Accept",
+        Request::Start { .. } => "Start",
+        Request::Close { .. } => "Close",
+        Request::Ping => "Ping",
+        Request::Shutdown => "Shutdown",
+    }
 }
 
 /// The plugin's end of the control connection.
@@ -111,11 +144,18 @@ impl PluginEnd {
         })
     }
 
-    /// Waits for the next request.
-    pub fn recv(&self) -> Result<(u64, Request), RecvError> {
+    /// Waits for the next request. An `Accept` comes with its ring's segment (one
+    /// descriptor, sent beside the frame); any other request comes with none. Descriptors
+    /// that break this rule are closed and the frame is refused.
+    pub fn recv(&self) -> Result<Incoming, RecvError> {
         let mut reader = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
         let (stream, buf) = &mut *reader;
-        match read_frame(stream, buf) {
+        let mut fds = Vec::new();
+        let read = read_frame_with(
+            &mut |b: &mut [u8]| crate::sys::fdpass::recv_with_fds(stream, b, &mut fds),
+            buf,
+        );
+        match read {
             Ok(()) => {}
             Err(FrameError::Closed) => return Err(RecvError::Closed),
             Err(FrameError::Io(e)) if e.kind() == io::ErrorKind::ConnectionReset => {
@@ -123,14 +163,29 @@ impl PluginEnd {
             }
             Err(e) => return Err(RecvError::Frame(e)),
         }
-        match codec::decode::<HostFrame>(buf, "host control") {
-            Ok(HostFrame::Request { id, request }) => Ok((id, request)),
-            Ok(other) => Err(RecvError::Frame(FrameError::Io(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("unexpected {other:?} after the handshake"),
-            )))),
-            Err(e) => Err(RecvError::Frame(e.into())),
+        let (id, request) = match codec::decode::<HostFrame>(buf, "host control") {
+            Ok(HostFrame::Request { id, request }) => (id, request),
+            Ok(other) => {
+                return Err(RecvError::Frame(FrameError::Io(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("unexpected {other:?} after the handshake"),
+                ))))
+            }
+            Err(e) => return Err(RecvError::Frame(e.into())),
+        };
+        let expected = usize::from(matches!(request, Request::Accept { .. }));
+        if fds.len() != expected {
+            return Err(RecvError::Descriptors {
+                request: request_name(&request),
+                got: fds.len(),
+                expected,
+            });
         }
+        Ok(Incoming {
+            id,
+            request,
+            segment: fds.pop(),
+        })
     }
 
     /// Answers request `id`.

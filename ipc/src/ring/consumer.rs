@@ -1,6 +1,7 @@
 //! `RingConsumer`: the reading end of a ring, copying everything published out in one
 //! or two `memcpy`s and releasing the space at once.
 
+use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use crate::records::Records;
 
 /// The consuming end of a ring.
 pub struct RingConsumer {
-    ring: Arc<ShmRing>,
+    pub(super) ring: Arc<ShmRing>,
     spin: Duration,
     head: u64,
     /// The records of a [`drain`](RingConsumer::drain), kept for their memory.
@@ -28,14 +29,15 @@ impl std::fmt::Debug for RingConsumer {
 }
 
 impl RingConsumer {
-    /// Creates a ring (segment and semaphores, all 0600) whose consumer is this process.
+    /// Creates a ring (a sealed segment, and semaphores of mode 0600) whose consumer is this process.
     pub fn create(cfg: RingConfig) -> Result<RingConsumer, OpenError> {
         Ok(Self::new(ShmRing::create(cfg)?))
     }
 
-    /// Opens the consuming end of the ring `base` another process created.
-    pub fn open(base: &str) -> Result<RingConsumer, OpenError> {
-        Ok(Self::new(ShmRing::open(base)?))
+    /// Opens the consuming end of the ring `base` another process created, whose segment
+    /// it handed over as `segment` (see [`ShmRing::segment_fd`]).
+    pub fn open(base: &str, segment: OwnedFd) -> Result<RingConsumer, OpenError> {
+        Ok(Self::new(ShmRing::open(base, segment)?))
     }
 
     fn new(ring: ShmRing) -> RingConsumer {

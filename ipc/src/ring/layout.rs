@@ -22,7 +22,7 @@ pub(super) const OFF_VERSION: usize = 8;
 pub(super) const OFF_MAX_RECORD: usize = 12;
 pub(super) const OFF_CAPACITY: usize = 16;
 pub(super) const OFF_CREATOR_PID: usize = 24;
-pub(super) const OFF_OPENER_PID: usize = 28;
+// Offset 28 held the opener's pid, which nothing may trust any more: unused.
 pub(super) const OFF_TAIL: usize = 128;
 pub(super) const OFF_PRODUCER_CLOSED: usize = 136;
 pub(super) const OFF_PRODUCER_WAITING: usize = 140;

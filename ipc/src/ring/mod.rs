@@ -4,13 +4,15 @@
 //! One ring carries one session's events one way: a watcher plugin produces and the host
 //! consumes, or the host produces and a reactor plugin consumes. The host always creates
 //! the ring ([`RingProducer::create`] / [`RingConsumer::create`]) and unlinks its names
-//! when its end drops; the plugin opens it by the base name the host sent it.
+//! when its end drops. The segment is a sealed memory file ([`crate::shm`]) whose
+//! descriptor the host hands to the plugin over the control socket; the plugin opens the
+//! ring with it and the base name, which names the semaphores.
 //!
 //! # Layout
 //! ```text
 //! offset   0  header, written once by the creator, checked by the opener:
 //!             magic "RCPTRING" (u64) | layout version (u32) | max record (u32)
-//!             capacity (u64) | creator pid (u32) | opener pid (u32)
+//!             capacity (u64) | creator pid (u32) | unused (u32, was the opener pid)
 //! offset 128  producer line: tail (u64) | producer closed (u32) | producer waiting (u32)
 //! offset 256  consumer line: head (u64) | consumer closed (u32) | consumer waiting (u32)
 //! offset 512  data: `capacity` bytes, a power of two
@@ -48,10 +50,13 @@
 //! both placements. An idle waiter sleeps after 50 µs and costs nothing until woken.
 //!
 //! # A dead peer
-//! Sleeps are timed waits of at most [`PEER_CHECK_SLICE`]; after each one the waiter checks
-//! the peer's closed flag and whether the peer's process is alive (the opener records its
-//! pid in the header; a zombie counts as dead). A SIGKILLed peer is noticed within about
-//! a slice, never waited on forever.
+//! Sleeps are timed waits of at most [`PEER_CHECK_SLICE`] (on the monotonic clock);
+//! after each one the waiter checks the peer's closed flag and whether the peer's process
+//! is alive (a zombie counts as dead). A SIGKILLed peer is noticed within about a slice,
+//! never waited on forever. Which process is the peer is never read from the segment on
+//! the host's side: the host tells its end the pid of the child it spawned
+//! ([`ShmRing::set_peer`]); a plugin's end takes the creator's pid from the header (the
+//! host wrote it, and the host is not the party a plugin must distrust).
 //!
 //! # Untrusted memory
 //! Everything read from the segment is checked: the header on open (magic, version,
@@ -74,7 +79,9 @@ mod layout;
 mod producer;
 mod wait;
 
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
 
 use crate::names;
 use crate::semaphore::NamedSemaphore;
@@ -96,7 +103,7 @@ pub enum OpenError {
     /// The base name is not one of ours.
     #[error("bad ring name: {0}")]
     Name(String),
-    /// The segment could not be created or opened.
+    /// The segment could not be created or mapped.
     #[error(transparent)]
     Segment(#[from] crate::shm::SegmentError),
     /// A semaphore could not be created or opened.
@@ -169,6 +176,11 @@ pub struct ShmRing {
     full_at_head: AtomicU64,
     /// Set by a [`RingWaker`]: the consumer's wait returns at once.
     kicked: AtomicBool,
+    /// The peer's pid (0: not known yet, not checked). Local to this process, never in
+    /// the segment, where the peer could write any pid.
+    peer: AtomicU32,
+    /// The longest single sleep of a wait, in nanoseconds ([`PEER_CHECK_SLICE`]).
+    slice_nanos: AtomicU64,
 }
 
 impl std::fmt::Debug for ShmRing {
@@ -196,7 +208,7 @@ impl ShmRing {
     fn create(cfg: RingConfig) -> Result<ShmRing, OpenError> {
         cfg.check().map_err(OpenError::Config)?;
         let base = names::new_base();
-        let segment = SharedSegment::create(&names::segment_name(&base), OFF_DATA + cfg.capacity)?;
+        let segment = SharedSegment::create(&base, OFF_DATA + cfg.capacity)?;
         let sem = |role: &str| {
             let name = names::semaphore_name(&base, role);
             NamedSemaphore::create(&name).map_err(|source| OpenError::Semaphore { name, source })
@@ -220,12 +232,14 @@ impl ShmRing {
             creator: true,
             full_at_head: AtomicU64::new(0),
             kicked: AtomicBool::new(false),
+            peer: AtomicU32::new(0),
+            slice_nanos: AtomicU64::new(PEER_CHECK_SLICE.as_nanos() as u64),
         })
     }
 
-    fn open(base: &str) -> Result<ShmRing, OpenError> {
+    fn open(base: &str, segment: OwnedFd) -> Result<ShmRing, OpenError> {
         names::check_base(base).map_err(OpenError::Name)?;
-        let segment = SharedSegment::open(&names::segment_name(base))?;
+        let segment = SharedSegment::from_fd(base, segment)?;
         let header = |detail: String| OpenError::Header {
             name: base.to_owned(),
             detail,
@@ -268,7 +282,7 @@ impl ShmRing {
         };
         let data = sem("data")?;
         let space = sem("space")?;
-        word32(m, OFF_OPENER_PID).store(std::process::id(), Ordering::Release);
+        let creator_pid = word32(m, OFF_CREATOR_PID).load(Ordering::Relaxed);
         Ok(ShmRing {
             base: base.to_owned(),
             segment,
@@ -279,6 +293,8 @@ impl ShmRing {
             creator: false,
             full_at_head: AtomicU64::new(0),
             kicked: AtomicBool::new(false),
+            peer: AtomicU32::new(creator_pid),
+            slice_nanos: AtomicU64::new(PEER_CHECK_SLICE.as_nanos() as u64),
         })
     }
 
@@ -308,14 +324,37 @@ impl ShmRing {
         self.max_record
     }
 
-    /// The other end's pid, once known (the opener records its pid when it opens).
+    /// The other end's pid, 0 while unknown: for the creator (the host) the pid it set
+    /// with [`set_peer`](Self::set_peer), for an opener the creator's.
     fn peer_pid(&self) -> u32 {
-        let off = if self.creator {
-            OFF_OPENER_PID
-        } else {
-            OFF_CREATOR_PID
-        };
-        self.flag(off).load(Ordering::Acquire)
+        self.peer.load(Ordering::Acquire)
+    }
+
+    /// Tells the creator's end which process the peer is (the child the host spawned),
+    /// so that its waits notice when that process is gone. Until then no liveness check.
+    pub fn set_peer(&self, pid: u32) {
+        self.peer.store(pid, Ordering::Release);
+    }
+
+    /// The segment's descriptor, to hand to the peer (over the control socket, or by
+    /// inheritance), which opens the ring with its own copy and the [`base`](Self::base).
+    pub fn segment_fd(&self) -> BorrowedFd<'_> {
+        self.segment.fd()
+    }
+
+    /// Sets the longest single sleep of this ring's waits (default [`PEER_CHECK_SLICE`]).
+    /// For tests: a long slice makes a lost wake-up hang instead of hiding behind the
+    /// next peer check.
+    #[doc(hidden)]
+    pub fn set_peer_check_slice(&self, slice: Duration) {
+        self.slice_nanos.store(
+            slice.as_nanos().min(u64::MAX as u128) as u64,
+            Ordering::Relaxed,
+        );
+    }
+
+    fn peer_check_slice(&self) -> Duration {
+        Duration::from_nanos(self.slice_nanos.load(Ordering::Relaxed))
     }
 
     fn corrupt(&self, detail: String) -> RingError {

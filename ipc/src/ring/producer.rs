@@ -1,6 +1,7 @@
 //! `RingProducer`: the writing end of a ring, batching records and publishing `tail`
 //! once per batch.
 
+use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +10,7 @@ use super::*;
 
 /// The producing end of a ring.
 pub struct RingProducer {
-    ring: Arc<ShmRing>,
+    pub(super) ring: Arc<ShmRing>,
     spin: Duration,
     /// Where the next record goes (published up to here after each batch).
     tail: u64,
@@ -28,14 +29,15 @@ impl std::fmt::Debug for RingProducer {
 }
 
 impl RingProducer {
-    /// Creates a ring (segment and semaphores, all 0600) whose producer is this process.
+    /// Creates a ring (a sealed segment, and semaphores of mode 0600) whose producer is this process.
     pub fn create(cfg: RingConfig) -> Result<RingProducer, OpenError> {
         Ok(Self::new(ShmRing::create(cfg)?))
     }
 
-    /// Opens the producing end of the ring `base` another process created.
-    pub fn open(base: &str) -> Result<RingProducer, OpenError> {
-        let ring = ShmRing::open(base)?;
+    /// Opens the producing end of the ring `base` another process created, whose segment
+    /// it handed over as `segment` (see [`ShmRing::segment_fd`]).
+    pub fn open(base: &str, segment: OwnedFd) -> Result<RingProducer, OpenError> {
+        let ring = ShmRing::open(base, segment)?;
         Ok(Self::new(ring))
     }
 

@@ -66,7 +66,7 @@ impl ShmRing {
                 return Ok(false);
             }
             let woke = sem
-                .wait_timeout(left.min(PEER_CHECK_SLICE))
+                .wait_timeout(left.min(self.peer_check_slice()))
                 .map_err(|e| RingError::Wait {
                     ring: self.base.clone(),
                     detail: e.to_string(),
