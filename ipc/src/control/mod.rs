@@ -19,13 +19,17 @@
 //! any protocol version can be told exactly what is wrong: the magic `RCPTRCTL`, the
 //! protocol version (`u32` LE) and the 32-byte secret. The host answers with a frame,
 //! [`HostFrame::Welcome`] or [`HostFrame::Refused`] with the reason ("protocol version
-//! mismatch: host speaks 1, plugin speaks 2", "bad magic", "wrong secret"), and closes
+//! mismatch: host speaks 2, plugin speaks 1", "bad magic", "wrong secret"), and closes
 //! the connection after a refusal.
 //!
 //! # Requests
 //! The host sends [`Request`]s with ids; the plugin answers each with a response (`Ok` or
 //! its own error text) and may send [`Notice`]s at any time (log lines, "endpoint
-//! finished"). Both ends are blocking and thread-based: [`HostEnd`] has a reader
+//! finished"). `Accept` is the one request that carries a file descriptor: its ring's
+//! shared-memory segment, sent with `SCM_RIGHTS` beside the frame
+//! ([`HostEnd::accept_with_segment`]) and handed over with the request by
+//! [`PluginEnd::recv`], which refuses descriptors anywhere else. Both ends are blocking
+//! and thread-based: [`HostEnd`] has a reader
 //! thread that matches responses to waiting requests, each with a timeout;
 //! [`PluginEnd`] reads requests on the caller's thread and lets endpoint threads
 //! send notices through a [`Notifier`].
@@ -53,8 +57,10 @@ pub use plugin::{Incoming, Notifier, PluginEnd, RecvError};
 /// Identifies an endpoint (a service instance) within a plugin process; the host picks it.
 pub type EndpointId = u64;
 
-/// The version of this protocol; the handshake checks both ends speak the same.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// The version of this protocol; the handshake checks both ends speak the same. Version
+/// 2: `Accept` carries its ring's segment as a descriptor (version 1 named it in
+/// `/dev/shm`).
+pub const PROTOCOL_VERSION: u32 = 2;
 /// The first bytes of a plugin's hello.
 pub const MAGIC: [u8; 8] = *b"RCPTRCTL";
 /// The largest frame either end accepts.

@@ -64,14 +64,16 @@
 //! read (`head <= tail <= head + capacity`), and every length and wrap marker against
 //! the bytes actually published. A check that fails is a [`RingError::Corrupt`] that
 //! names the ring and the offset; the ring is then broken for good. All access goes
-//! through [`Mapping`](crate::sys::shm::Mapping)'s bounds-checked copies.
+//! through [`Mapping`](crate::sys::shm::Mapping)'s bounds-checked copies, and the
+//! segment's size is sealed, so a peer cannot shrink it under our mapping (which would
+//! turn an in-bounds access into a SIGBUS).
 //!
 //! # Why not `raw_sync`
 //! `raw_sync`'s events and mutexes live inside the shared segment as pthread objects:
 //! a peer that dies holding one (or scribbles over it) can wedge the other side, and its
 //! waits cannot be combined with a liveness check. Named semaphores keep the wake-up
 //! state in the kernel, outside the untrusted segment, have native timed waits, and
-//! their names follow the same sweepable scheme as the segment's; the atomics in the
+//! their names follow a sweepable scheme ([`crate::names`]); the atomics in the
 //! segment carry only positions and flags, which are validated on every read.
 
 mod consumer;
