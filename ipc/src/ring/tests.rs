@@ -148,20 +148,6 @@ fn a_wait_for_data_is_woken_by_a_push_from_another_thread() {
     drop(writer.join().unwrap());
 }
 
-#[test]
-fn a_waker_ends_a_wait_with_nothing_to_read() {
-    let (_producer, consumer) = pair(4096);
-    let waker = consumer.waker();
-    let kicker = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(20));
-        waker.wake();
-    });
-    let start = Instant::now();
-    assert!(!consumer.wait(Duration::from_secs(30)).unwrap());
-    assert!(start.elapsed() < Duration::from_secs(30));
-    kicker.join().unwrap();
-}
-
 /// Whether thread `tid` of this process is asleep in a blocking call (state `S`).
 fn asleep(tid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/self/task/{tid}/stat"))
@@ -181,13 +167,14 @@ fn wait_until(what: &str, cond: impl Fn() -> bool) {
 
 /// Runs `wait` on a thread whose sleeps last an hour between peer checks, lets it fall
 /// asleep with its waiting flag up (`flag_off`), runs `wake`, and checks that the waiter
-/// came back: only the semaphore post can have woken it.
+/// came back with `Ok(expected)`: only the semaphore post can have woken it.
 fn assert_woken_by_post<T: Send + 'static>(
     ring: &ShmRing,
     flag_off: usize,
     waiter: T,
     wait: impl FnOnce(&T) -> Result<bool, RingError> + Send + 'static,
     wake: impl FnOnce(),
+    expected: bool,
 ) -> T {
     let (tid_tx, tid_rx) = std::sync::mpsc::channel();
     let (done_tx, done_rx) = std::sync::mpsc::channel();
@@ -204,7 +191,7 @@ fn assert_woken_by_post<T: Send + 'static>(
     let (got, waiter) = done_rx
         .recv_timeout(Duration::from_secs(60))
         .expect("watchdog: the waiter was not woken (a lost semaphore post)");
-    assert_eq!(got, Ok(true));
+    assert_eq!(got, Ok(expected));
     waiter
 }
 
@@ -223,6 +210,7 @@ fn a_sleeping_consumer_is_woken_by_the_push_itself() {
         consumer,
         |c| c.wait(Duration::from_secs(3600)),
         || assert!(producer.try_push(b"wake up").unwrap()),
+        true,
     );
     assert_eq!(drain_all(&mut consumer), vec![b"wake up".to_vec()]);
 }
@@ -244,8 +232,29 @@ fn a_producer_waiting_for_space_is_woken_by_the_drain_itself() {
         waiter,
         |w| w.wait(Duration::from_secs(3600)),
         || assert!(!drain_all(&mut consumer).is_empty()),
+        true,
     );
     assert!(producer.try_push(&[2u8; 100]).unwrap());
+}
+
+/// A waker ends a sleeping wait with nothing to read (false), long before its timeout.
+#[test]
+fn a_waker_ends_a_wait_with_nothing_to_read() {
+    let (producer, consumer) = pair(4096);
+    consumer
+        .ring()
+        .set_peer_check_slice(Duration::from_secs(3600));
+    let waker = consumer.waker();
+    let ring = consumer.ring.clone();
+    assert_woken_by_post(
+        &ring,
+        OFF_CONSUMER_WAITING,
+        consumer,
+        |c| c.wait(Duration::from_secs(3600)),
+        || waker.wake(),
+        false,
+    );
+    drop(producer);
 }
 
 /// Guards against trusting a pid from the segment: the creator's end checks the pid it

@@ -1,5 +1,6 @@
-//! OS calls about child processes: handing a socket to a child across `exec`, and
-//! taking it back on the child's side.
+//! OS calls about child processes: handing a descriptor (the control socket, a ring's
+//! segment in tests and benches) to a child across `exec`, and taking it, once, on the
+//! child's side.
 
 use std::collections::BTreeSet;
 use std::io;
