@@ -15,12 +15,13 @@
 //! The peer is this same executable, re-run with `--peer <role> ...`.
 
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use ipc::ring::{RingConfig, RingConsumer, RingError, RingProducer};
+use ipc::ring::{RingConfig, RingConsumer, RingError, RingProducer, ShmRing};
 use nix::sched::{sched_setaffinity, CpuSet};
 use nix::unistd::Pid;
 
@@ -112,16 +113,39 @@ fn pin(cpu: usize) {
     }
 }
 
-/// Runs the peer: this executable with `--peer <args>`, pinned to `cpu`.
-fn spawn_peer(cpu: usize, args: &[&str]) -> PeerGuard {
+/// Runs the peer: this executable with `--peer <args>`, pinned to `cpu`; it inherits
+/// the segments of `rings` (whose peer it becomes), named in `args` by `<base> <fd>`.
+fn spawn_peer(cpu: usize, args: &[&str], rings: &[&ShmRing]) -> PeerGuard {
     let exe = std::env::current_exe().expect("own executable");
-    let child = Command::new(exe)
-        .arg("--peer")
-        .arg(cpu.to_string())
-        .args(args)
-        .spawn()
-        .expect("spawn the bench peer");
+    let mut cmd = Command::new(exe);
+    cmd.arg("--peer").arg(cpu.to_string()).args(args);
+    for ring in rings {
+        ipc::sys::process::inherit_fd(&mut cmd, ring.segment_fd().as_raw_fd());
+    }
+    let child = cmd.spawn().expect("spawn the bench peer");
+    for ring in rings {
+        ring.set_peer(child.id());
+    }
     PeerGuard(Some(child))
+}
+
+/// `<base> <fd>`: how a peer's arguments name a ring.
+fn ring_args(ring: &ShmRing) -> [String; 2] {
+    [
+        ring.base().to_owned(),
+        ring.segment_fd().as_raw_fd().to_string(),
+    ]
+}
+
+/// Takes the ring named by `args[i]` (base) and `args[i + 1]` (inherited fd).
+fn inherited_ring(args: &[String], i: usize) -> Result<(String, OwnedFd), String> {
+    let base = args.get(i).cloned().ok_or("missing ring base")?;
+    let fd = args
+        .get(i + 1)
+        .and_then(|fd| fd.parse().ok())
+        .ok_or("missing ring fd")?;
+    let fd = ipc::sys::process::take_inherited_fd(fd).map_err(|e| e.to_string())?;
+    Ok((base, fd))
 }
 
 /// Kills and reaps the peer if the bench fails half-way.
@@ -146,10 +170,17 @@ impl Drop for PeerGuard {
 fn ring_throughput(size: usize, records: usize, here: usize, there: usize) -> f64 {
     pin(here);
     let mut consumer = RingConsumer::create(RingConfig::default()).expect("ring");
-    let base = consumer.ring().base().to_owned();
+    let [base, fd] = ring_args(consumer.ring());
     let peer = spawn_peer(
         there,
-        &["ring-send", &base, &size.to_string(), &records.to_string()],
+        &[
+            "ring-send",
+            &base,
+            &fd,
+            &size.to_string(),
+            &records.to_string(),
+        ],
+        &[consumer.ring()],
     );
     let mut got = 0usize;
     let mut first = None;
@@ -182,6 +213,7 @@ fn uds_throughput(dir: &Path, size: usize, records: usize, here: usize, there: u
             &size.to_string(),
             &records.to_string(),
         ],
+        &[],
     );
     let (stream, _) = listener.accept().expect("accept");
     let mut reader = BufReader::with_capacity(64 << 10, stream);
@@ -245,7 +277,12 @@ fn ring_rtt(rounds: usize, here: usize, there: usize) -> Percentiles {
     pin(here);
     let mut to = RingProducer::create(RingConfig::default()).expect("ring");
     let mut from = RingConsumer::create(RingConfig::default()).expect("ring");
-    let peer = spawn_peer(there, &["ring-echo", to.ring().base(), from.ring().base()]);
+    let ([to_base, to_fd], [from_base, from_fd]) = (ring_args(to.ring()), ring_args(from.ring()));
+    let peer = spawn_peer(
+        there,
+        &["ring-echo", &to_base, &to_fd, &from_base, &from_fd],
+        &[to.ring(), from.ring()],
+    );
     let record = [7u8; 64];
     let mut times = Vec::with_capacity(rounds);
     for i in 0..rounds + rounds / 10 {
@@ -270,7 +307,7 @@ fn uds_rtt(dir: &Path, rounds: usize, here: usize, there: usize) -> Percentiles 
     pin(here);
     let path = dir.join(format!("rtt-{here}-{there}.sock"));
     let listener = UnixListener::bind(&path).expect("bind");
-    let peer = spawn_peer(there, &["uds-echo", path.to_str().unwrap()]);
+    let peer = spawn_peer(there, &["uds-echo", path.to_str().unwrap()], &[]);
     let (stream, _) = listener.accept().expect("accept");
     let mut writer = BufWriter::new(stream.try_clone().expect("clone"));
     let mut reader = BufReader::new(stream);
@@ -309,8 +346,9 @@ fn peer(args: &[String]) -> Result<(), String> {
     let num = |i: usize| -> Result<usize, String> { arg(i)?.parse().map_err(|e| format!("{e}")) };
     match arg(1)?.as_str() {
         "ring-send" => {
-            let mut producer = RingProducer::open(&arg(2)?).map_err(|e| e.to_string())?;
-            let (size, records) = (num(3)?, num(4)?);
+            let (base, fd) = inherited_ring(args, 2)?;
+            let mut producer = RingProducer::open(&base, fd).map_err(|e| e.to_string())?;
+            let (size, records) = (num(4)?, num(5)?);
             let batch = vec![vec![1u8; size]; BATCH];
             let mut sent = 0;
             while sent < records {
@@ -326,8 +364,10 @@ fn peer(args: &[String]) -> Result<(), String> {
             Ok(())
         }
         "ring-echo" => {
-            let mut from = RingConsumer::open(&arg(2)?).map_err(|e| e.to_string())?;
-            let mut to = RingProducer::open(&arg(3)?).map_err(|e| e.to_string())?;
+            let (from_base, from_fd) = inherited_ring(args, 2)?;
+            let (to_base, to_fd) = inherited_ring(args, 4)?;
+            let mut from = RingConsumer::open(&from_base, from_fd).map_err(|e| e.to_string())?;
+            let mut to = RingProducer::open(&to_base, to_fd).map_err(|e| e.to_string())?;
             let mut pending: Vec<Vec<u8>> = Vec::new();
             loop {
                 match from.drain_timeout(WAIT, |r| pending.push(r.to_vec())) {

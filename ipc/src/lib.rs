@@ -6,11 +6,12 @@
 //! Nearly all of the workspace's `unsafe` code lives here, fenced in [`sys`].
 //!
 //! # Layout
-//! - [`event`]: `NodeInfo`, `NodeStatus`, `Event`, the per-watcher `Book`, backlog
-//!   coalescing and the broadcast to many subscribers.
+//! - [`event`]: `NodeInfo`, `NodeStatus`, `Event`, the per-watcher `Book`, and
+//!   `Pending`, the coalescing backlog of a slow reactor.
 //! - [`codec`]: bincode encoding of events and batches, with size limits for untrusted input.
-//! - [`sys`]: the raw OS calls (shared memory, named semaphores) and their `unsafe`.
-//! - [`shm`]: `SharedSegment`, a safe owner of a named shared-memory segment.
+//! - [`sys`]: the raw OS calls (sealed memory files, mmap, named semaphores, descriptor
+//!   passing) and their `unsafe`.
+//! - [`shm`]: `SharedSegment`, a shared-memory segment of fixed size and its descriptor.
 //! - [`semaphore`]: `NamedSemaphore`, a safe owner of a named POSIX semaphore.
 //! - [`names`]: the `/dev/shm` naming scheme and `sweep_stale` for names of dead hosts.
 //! - [`ring`]: `ShmRing`, the single-producer single-consumer record ring.

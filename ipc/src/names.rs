@@ -2,8 +2,10 @@
 //! removes the ones a dead host left behind.
 //!
 //! Every ring gets a base name `receptor-<host pid>-<16 random hex digits>`:
-//! - the segment is `/<base>` (on Linux the file `/dev/shm/<base>`),
-//! - its semaphores are `/<base>-<role>` (the files `/dev/shm/sem.<base>-<role>`).
+//! - its semaphores are `/<base>-<role>` (the files `/dev/shm/sem.<base>-<role>`),
+//! - its segment is a memory file with no name in `/dev/shm` (see [`crate::shm`]); the
+//!   base name only labels it in `/proc/<pid>/fd`. Segments of hosts before that were
+//!   `/dev/shm/<base>`, and the sweep still removes those.
 //!
 //! The pid says whose the names are, so a host starting after a crash can remove what a
 //! dead host left ([`sweep_stale`]) and never touch a live host's. The random part, 64
@@ -26,11 +28,6 @@ pub fn new_base() -> String {
         std::process::id(),
         rand::random::<u64>()
     )
-}
-
-/// The segment name (for `shm_open`) of a base name.
-pub fn segment_name(base: &str) -> String {
-    format!("/{base}")
 }
 
 /// The semaphore name (for `sem_open`) of a base name and a role such as `data`.
@@ -57,10 +54,15 @@ pub fn check_base(base: &str) -> Result<(), String> {
 
 /// The host pid a `/dev/shm` entry name belongs to, if it is one of ours.
 pub fn owner_pid(entry: &str) -> Option<u32> {
+    owner_pid_with(entry, PREFIX)
+}
+
+/// The pid in an entry name `[sem.]<prefix><pid>-...`.
+fn owner_pid_with(entry: &str, prefix: &str) -> Option<u32> {
     let rest = entry
         .strip_prefix("sem.")
         .unwrap_or(entry)
-        .strip_prefix(PREFIX)?;
+        .strip_prefix(prefix)?;
     let (pid, _) = rest.split_once('-')?;
     pid.parse().ok()
 }
@@ -76,17 +78,20 @@ pub struct Swept {
 
 /// Removes from `/dev/shm` every segment and semaphore of ours whose host pid is dead.
 pub fn sweep_stale() -> io::Result<Swept> {
-    sweep_stale_in(Path::new(SHM_DIR))
+    sweep_stale_in(Path::new(SHM_DIR), PREFIX)
 }
 
-/// [`sweep_stale`] over another directory.
-pub fn sweep_stale_in(dir: &Path) -> io::Result<Swept> {
+/// [`sweep_stale`] over another directory and for another prefix (tests use a private
+/// one, so they never touch the names of the machine's real hosts).
+pub fn sweep_stale_in(dir: &Path, prefix: &str) -> io::Result<Swept> {
     let mut swept = Swept::default();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        let Some(pid) = owner_pid(name) else { continue };
+        let Some(pid) = owner_pid_with(name, prefix) else {
+            continue;
+        };
         if pid == std::process::id() || crate::sys::process_alive(pid) {
             swept.kept += 1;
             continue;
@@ -119,7 +124,6 @@ mod tests {
             owner_pid(&format!("sem.{base}-data")),
             Some(std::process::id())
         );
-        assert_eq!(segment_name(&base), format!("/{base}"));
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! The control protocol between this test (the host's end) and the `ipc-peer` helper
 //! (the plugin's end), over a real socket pair inherited across exec.
 
+use std::os::fd::AsFd;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
 use ipc::control::{
-    socket_pair, HandshakeError, HostConnection, HostEvent, Notice, Request, RequestError, Secret,
+    socket_pair, HandshakeError, HostEnd, HostEvent, Notice, Request, RequestError, Secret,
     PROTOCOL_VERSION,
 };
 
@@ -39,10 +40,7 @@ impl Drop for Peer {
 fn start(
     scenario: &[&str],
     hello_timeout: Duration,
-) -> (
-    Result<(HostConnection, Receiver<HostEvent>), HandshakeError>,
-    Peer,
-) {
+) -> (Result<(HostEnd, Receiver<HostEvent>), HandshakeError>, Peer) {
     let (host, child_end) = socket_pair().unwrap();
     let secret = Secret::random();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ipc-peer"));
@@ -51,7 +49,14 @@ fn start(
     let child = cmd.spawn().unwrap();
     drop(child_end);
     let peer = Peer(Some(child));
-    (HostConnection::accept(host, &secret, hello_timeout), peer)
+    (HostEnd::accept(host, &secret, hello_timeout), peer)
+}
+
+/// A file of `len` bytes, standing in for a ring's segment.
+fn segment(len: u64) -> std::fs::File {
+    let file = tempfile::tempfile().unwrap();
+    file.set_len(len).unwrap();
+    file
 }
 
 fn accept(endpoint: u64, cfg: &str) -> Request {
@@ -75,10 +80,17 @@ fn a_whole_life_cycle_is_answered() {
         TIMEOUT,
     )
     .unwrap();
-    conn.request(accept(1, "{}"), TIMEOUT).unwrap();
+    let segment = segment(1234);
+    conn.accept_with_segment(accept(1, "{}"), segment.as_fd(), TIMEOUT)
+        .unwrap();
     assert_eq!(
-        conn.request(accept(2, "\"reject\""), TIMEOUT),
+        conn.accept_with_segment(accept(2, "\"reject\""), segment.as_fd(), TIMEOUT),
         Err(RequestError::Rejected("rejected: web/api".into()))
+    );
+    assert_eq!(
+        conn.accept_with_segment(accept(3, "\"size\""), segment.as_fd(), TIMEOUT),
+        Err(RequestError::Rejected("segment of 1234 bytes".into())),
+        "the plugin holds the very file the host sent"
     );
     conn.request(Request::Start { endpoint: 1 }, TIMEOUT)
         .unwrap();
@@ -105,6 +117,26 @@ fn a_whole_life_cycle_is_answered() {
     ));
 }
 
+/// Guards against a plugin keeping descriptors it did not expect: an `Accept` without
+/// its segment, or another request with one, is refused and ends the plugin's loop.
+#[test]
+fn a_request_with_the_wrong_descriptors_is_refused() {
+    let (conn, peer) = start(&["control-plugin"], TIMEOUT);
+    let (conn, _events) = conn.unwrap();
+    assert!(conn.request(accept(1, "{}"), TIMEOUT).is_err());
+    let (ok, _) = peer.finish();
+    assert!(!ok, "an Accept without its segment ends the plugin");
+
+    let (conn, peer) = start(&["control-plugin"], TIMEOUT);
+    let (conn, _events) = conn.unwrap();
+    let file = segment(10);
+    assert!(conn
+        .accept_with_segment(Request::Ping, file.as_fd(), TIMEOUT)
+        .is_err());
+    let (ok, _) = peer.finish();
+    assert!(!ok, "a Ping with a descriptor ends the plugin");
+}
+
 #[test]
 fn closing_the_host_end_makes_the_plugin_exit() {
     let (conn, peer) = start(&["control-plugin"], TIMEOUT);
@@ -129,7 +161,7 @@ fn a_wrong_hello_is_refused_with_the_reason() {
         (
             "version",
             |e| matches!(e, HandshakeError::Version { host: PROTOCOL_VERSION, plugin } if *plugin == PROTOCOL_VERSION + 98),
-            "protocol version mismatch: host speaks 1, plugin speaks 99",
+            "protocol version mismatch: host speaks 2, plugin speaks 100",
         ),
         (
             "secret",
@@ -192,7 +224,7 @@ fn a_plugin_that_never_says_hello_times_out() {
     drop(child_end);
     let short = Duration::from_millis(200);
     assert!(matches!(
-        HostConnection::accept(host, &secret, short),
+        HostEnd::accept(host, &secret, short),
         Err(HandshakeError::Timeout(t)) if t == short
     ));
 }

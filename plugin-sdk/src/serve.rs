@@ -22,11 +22,12 @@
 //! the plugin's name.
 
 use std::collections::{HashMap, VecDeque};
+use std::os::fd::OwnedFd;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use ipc::codec;
-use ipc::control::{EndpointId, Notice, Notifier, PluginConnection, RecvError, Request};
+use ipc::control::{EndpointId, Incoming, Notice, Notifier, PluginEnd, RecvError, Request};
 use ipc::event::{Event, Update};
 use ipc::panic::catch_panic;
 use ipc::records::Records;
@@ -54,7 +55,7 @@ type Runnable = Box<dyn FnOnce(Close) -> crate::Result<()> + Send>;
 /// What the control loop needs of a watcher or a reactor.
 trait Served {
     fn setup(&mut self, cfg: Config) -> crate::Result<()>;
-    fn accept(&mut self, cfg: Config, ring: &str) -> crate::Result<Runnable>;
+    fn accept(&mut self, cfg: Config, ring: &str, segment: OwnedFd) -> crate::Result<Runnable>;
 }
 
 struct ServedWatcher<W>(W);
@@ -64,9 +65,9 @@ impl<W: Watcher> Served for ServedWatcher<W> {
         self.0.setup(cfg)
     }
 
-    fn accept(&mut self, cfg: Config, ring: &str) -> crate::Result<Runnable> {
+    fn accept(&mut self, cfg: Config, ring: &str, segment: OwnedFd) -> crate::Result<Runnable> {
         let endpoint = self.0.accept(cfg)?;
-        let producer = RingProducer::open(ring)?;
+        let producer = RingProducer::open(ring, segment)?;
         Ok(Box::new(move |close| {
             let sender = EventSender::new(Box::new(RingOutbound {
                 producer,
@@ -90,9 +91,9 @@ impl<R: Reactor> Served for ServedReactor<R> {
         self.0.setup(cfg)
     }
 
-    fn accept(&mut self, cfg: Config, ring: &str) -> crate::Result<Runnable> {
+    fn accept(&mut self, cfg: Config, ring: &str, segment: OwnedFd) -> crate::Result<Runnable> {
         let endpoint = self.0.accept(cfg)?;
-        let consumer = RingConsumer::open(ring)?;
+        let consumer = RingConsumer::open(ring, segment)?;
         Ok(Box::new(move |close: Close| {
             let receiver = EventReceiver::new(Box::new(RingInbound::new(consumer)), close.clone());
             endpoint.handle(receiver, close)
@@ -149,11 +150,9 @@ impl Outbound for RingOutbound {
         self.producer.try_push(record).map_err(closed)
     }
 
-    fn space_waiter(&self) -> Box<dyn Fn(Duration) + Send + Sync> {
+    fn space_waiter(&self) -> crate::events::SpaceWait {
         let waiter = self.producer.space_waiter();
-        Box::new(move |timeout| {
-            let _ = waiter.wait(timeout);
-        })
+        Box::new(move |timeout| waiter.wait(timeout).map(drop).map_err(ring_closed))
     }
 }
 
@@ -254,7 +253,7 @@ fn guarded<T>(f: impl FnOnce() -> crate::Result<T>) -> Result<T, String> {
 }
 
 impl<S: Served> Server<S> {
-    fn handle(&mut self, request: Request) -> Result<(), String> {
+    fn handle(&mut self, request: Request, segment: Option<OwnedFd>) -> Result<(), String> {
         match request {
             Request::Setup { global_cfg } => {
                 guarded(|| self.plugin.setup(Config::global(global_cfg)))
@@ -268,7 +267,8 @@ impl<S: Served> Server<S> {
             } => {
                 let name = format!("{service}/{instance}");
                 let cfg = Config::instance(cfg, service, instance);
-                let runnable = guarded(|| self.plugin.accept(cfg, &ring))?;
+                let segment = segment.ok_or("Accept came without its ring's segment")?;
+                let runnable = guarded(|| self.plugin.accept(cfg, &ring, segment))?;
                 self.accepted.insert(endpoint, (name, runnable));
                 Ok(())
             }
@@ -360,7 +360,7 @@ fn watch_parent() {
 fn serve<S: Served>(plugin: S) -> ! {
     init_logging();
     watch_parent();
-    let conn = match PluginConnection::from_env(HANDSHAKE_TIMEOUT) {
+    let conn = match PluginEnd::from_env(HANDSHAKE_TIMEOUT) {
         Ok(conn) => conn,
         Err(e) => {
             tracing::error!("cannot connect to the Receptor host: {e}");
@@ -376,13 +376,21 @@ fn serve<S: Served>(plugin: S) -> ! {
     };
     loop {
         match conn.recv() {
-            Ok((id, Request::Shutdown)) => {
+            Ok(Incoming {
+                id,
+                request: Request::Shutdown,
+                ..
+            }) => {
                 server.close_all(SHUTDOWN_GRACE);
                 let _ = conn.respond(id, Ok(()));
                 std::process::exit(0);
             }
-            Ok((id, request)) => {
-                let answer = server.handle(request);
+            Ok(Incoming {
+                id,
+                request,
+                segment,
+            }) => {
+                let answer = server.handle(request, segment);
                 if conn.respond(id, answer).is_err() {
                     server.close_all(ORPHAN_GRACE);
                     std::process::exit(0);
@@ -417,6 +425,7 @@ mod tests {
     use ipc::ring::RingConfig;
 
     use super::*;
+    use crate::SendError;
 
     fn event(names: &[&str]) -> Event {
         names
@@ -428,7 +437,8 @@ mod tests {
     /// A receiver on a real ring, its producer (the host's side) here too.
     fn receiver() -> (RingProducer, EventReceiver) {
         let producer = RingProducer::create(RingConfig::with_capacity(1 << 16)).unwrap();
-        let consumer = RingConsumer::open(producer.ring().base()).unwrap();
+        let segment = producer.ring().segment_fd().try_clone_to_owned().unwrap();
+        let consumer = RingConsumer::open(producer.ring().base(), segment).unwrap();
         let inbound = Box::new(RingInbound::new(consumer));
         (producer, EventReceiver::new(inbound, Close::new()))
     }
@@ -477,5 +487,39 @@ mod tests {
             events.recv_timeout(Duration::from_secs(5)),
             Ok(event(&["late"]))
         );
+    }
+
+    /// Guards against the SDK's flusher spinning when the host is gone: once its
+    /// process is dead, a backlogged sender closes with the reason instead.
+    #[test]
+    fn a_sender_whose_host_is_gone_closes_instead_of_spinning() {
+        let host = RingConsumer::create(RingConfig::with_capacity(1 << 12)).unwrap();
+        let mut dead = std::process::Command::new("true").spawn().unwrap();
+        dead.wait().unwrap();
+        // The plugin's end takes the host's pid from the header: make it a dead one.
+        let fd = host.ring().segment_fd().try_clone_to_owned().unwrap();
+        let header = ipc::sys::shm::Mapping::map_fd(std::os::fd::AsFd::as_fd(&fd)).unwrap();
+        assert!(header.write(24, &dead.id().to_le_bytes()));
+        let producer = RingProducer::open(host.ring().base(), fd).unwrap();
+        let sender = EventSender::new(Box::new(RingOutbound {
+            producer,
+            buf: Vec::new(),
+        }));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut port = 0u16;
+        let closed = loop {
+            match sender.send(event(&[&format!("n{port}")])) {
+                Ok(()) => port = port.wrapping_add(1),
+                Err(SendError::Closed(closed)) => break closed,
+                Err(other) => panic!("{other}"),
+            }
+            assert!(
+                Instant::now() < deadline,
+                "watchdog: the sender never closed"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        assert!(closed.reason.contains("is gone"), "{}", closed.reason);
+        drop(host);
     }
 }

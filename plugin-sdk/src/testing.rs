@@ -227,9 +227,12 @@ impl Outbound for ChannelOutbound {
         }
     }
 
-    fn space_waiter(&self) -> Box<dyn Fn(Duration) + Send + Sync> {
+    fn space_waiter(&self) -> crate::events::SpaceWait {
         // A std channel cannot signal free space; poll briefly instead (tests only).
-        Box::new(|timeout| std::thread::sleep(timeout.min(Duration::from_millis(1))))
+        Box::new(|timeout| {
+            std::thread::sleep(timeout.min(Duration::from_millis(1)));
+            Ok(())
+        })
     }
 }
 

@@ -119,8 +119,7 @@ impl Actor for Endpoint {
                         pump_watcher(ring, core, name.instance.clone(), stop)
                     }
                     Session::Reactor(ring, core) => {
-                        run_reactor_flusher(ring, core, name.instance.clone(), stop);
-                        SessionEnd::Stopped
+                        run_reactor_flusher(ring, core, name.instance.clone(), stop)
                     }
                 })
                 .unwrap_or_else(|panic| {

@@ -2,14 +2,17 @@
 //!
 //! The host creates every ring (so it owns and unlinks every name): for a watcher
 //! session it is the consumer, for a reactor session the producer. The ring's base name
-//! goes to the plugin in `Accept`, and the plugin opens the other end.
+//! goes to the plugin in `Accept` and its segment's descriptor beside it; the plugin
+//! opens the other end. The host's end checks the liveness of the child it spawned,
+//! never a pid the plugin could write into the segment.
 
+use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use ipc::records::Records;
-use ipc::ring::{OpenError, RingConfig, RingConsumer, RingError, RingProducer};
+use ipc::ring::{OpenError, RingConfig, RingConsumer, RingError, RingProducer, ShmRing};
 
-use super::session::{ReactorRing, SessionEnd, WatcherRing};
+use super::session::{ReactorRing, SessionEnd, SpaceWait, WatcherRing};
 use crate::service::{EventSink, SinkClosed};
 
 /// The host's consuming end of a watcher's ring.
@@ -45,29 +48,43 @@ impl EventSink for HostReactorRing {
 }
 
 impl ReactorRing for HostReactorRing {
-    fn space_waiter(&self) -> Box<dyn Fn(Duration) + Send + Sync> {
+    fn space_waiter(&self) -> SpaceWait {
         let waiter = self.0.space_waiter();
         Box::new(move |timeout| {
-            // An error (the reactor is gone) shows up on the next push; just return.
-            let _ = waiter.wait(timeout);
+            waiter.wait(timeout).map(drop).map_err(|e| match e {
+                RingError::PeerGone { pid } => format!("the plugin process {pid} is gone"),
+                other => other.to_string(),
+            })
         })
     }
 }
 
-/// Creates a watcher session's ring: its base name (for `Accept`) and the host's end.
-pub fn create_watcher_ring() -> Result<(String, Box<dyn WatcherRing>), OpenError> {
-    let ring = RingConsumer::create(RingConfig::default())?;
-    Ok((
-        ring.ring().base().to_owned(),
-        Box::new(HostWatcherRing(ring)),
-    ))
+/// What `Accept` carries of a fresh ring: its base name and a copy of its segment's
+/// descriptor (closed once sent).
+pub type RingHandoff = (String, OwnedFd);
+
+fn handoff(ring: &ShmRing) -> Result<RingHandoff, OpenError> {
+    let fd = ring.segment_fd().try_clone_to_owned().map_err(|e| {
+        OpenError::Segment(ipc::shm::SegmentError {
+            name: ring.base().to_owned(),
+            message: format!("cannot duplicate the descriptor: {e}"),
+        })
+    })?;
+    Ok((ring.base().to_owned(), fd))
 }
 
-/// Creates a reactor session's ring: its base name (for `Accept`) and the host's end.
-pub fn create_reactor_ring() -> Result<(String, Box<dyn ReactorRing>), OpenError> {
+/// Creates a watcher session's ring for the plugin process `peer`: what `Accept`
+/// carries, and the host's end.
+pub fn create_watcher_ring(peer: u32) -> Result<(RingHandoff, Box<dyn WatcherRing>), OpenError> {
+    let ring = RingConsumer::create(RingConfig::default())?;
+    ring.ring().set_peer(peer);
+    Ok((handoff(ring.ring())?, Box::new(HostWatcherRing(ring))))
+}
+
+/// Creates a reactor session's ring for the plugin process `peer`: what `Accept`
+/// carries, and the host's end.
+pub fn create_reactor_ring(peer: u32) -> Result<(RingHandoff, Box<dyn ReactorRing>), OpenError> {
     let ring = RingProducer::create(RingConfig::default())?;
-    Ok((
-        ring.ring().base().to_owned(),
-        Box::new(HostReactorRing(ring)),
-    ))
+    ring.ring().set_peer(peer);
+    Ok((handoff(ring.ring())?, Box::new(HostReactorRing(ring))))
 }

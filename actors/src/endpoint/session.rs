@@ -28,11 +28,15 @@ pub trait WatcherRing: Send {
     fn drain(&mut self, timeout: Duration, into: &mut Records) -> Result<usize, SessionEnd>;
 }
 
+/// Waits up to a timeout until a reactor's ring may have room again; `Err` (with the
+/// reason) when the reactor's end is gone and no room will ever come.
+pub type SpaceWait = Box<dyn Fn(Duration) -> Result<(), String> + Send + Sync>;
+
 /// What the host needs of a reactor session's ring: the producer side.
 pub trait ReactorRing: EventSink + 'static {
     /// A handle that waits (up to a timeout) until the ring may have room again, usable
     /// while the ring itself sits in the service state.
-    fn space_waiter(&self) -> Box<dyn Fn(Duration) + Send + Sync>;
+    fn space_waiter(&self) -> SpaceWait;
 }
 
 /// Why a session stopped.
@@ -159,7 +163,9 @@ fn pump(
     }
 }
 
-/// Connects a reactor's ring to the service and runs its flusher until `stop`.
+/// Connects a reactor's ring to the service and runs its flusher until `stop`, or until
+/// the reactor's process is gone (then it ends the session as failed rather than spin
+/// on a ring no one drains).
 ///
 /// The ring goes into the service state (the pumps push into it directly); this thread
 /// only hands over backlogs when the ring was full.
@@ -168,7 +174,7 @@ pub fn run_reactor_flusher(
     core: Arc<ServiceCore>,
     reactor: String,
     stop: Arc<AtomicBool>,
-) {
+) -> SessionEnd {
     let wait_for_space = ring.space_waiter();
     let wake = Arc::new(Wake::default());
     core.flushers
@@ -177,13 +183,19 @@ pub fn run_reactor_flusher(
         .insert(reactor.clone(), wake.clone());
     let (attachment, flush) = core.lock().attach_reactor(&reactor, ring);
     let mut pending = flush == Flush::Pending;
+    let mut end = SessionEnd::Stopped;
     while !stop.load(Ordering::Acquire) {
         if !pending {
             pending = wake.wait(WAIT_SLICE);
             continue;
         }
         match core.lock().flush_reactor(&reactor) {
-            Flush::Pending => wait_for_space(WAIT_SLICE),
+            Flush::Pending => {
+                if let Err(reason) = wait_for_space(WAIT_SLICE) {
+                    end = SessionEnd::Failed(reason);
+                    break;
+                }
+            }
             Flush::Done | Flush::Disconnected => pending = false,
         }
     }
@@ -197,4 +209,5 @@ pub fn run_reactor_flusher(
     {
         flushers.remove(&reactor);
     }
+    end
 }

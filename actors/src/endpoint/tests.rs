@@ -81,8 +81,11 @@ impl EventSink for SharedRing {
 }
 
 impl ReactorRing for SharedRing {
-    fn space_waiter(&self) -> Box<dyn Fn(Duration) + Send + Sync> {
-        Box::new(|d| std::thread::sleep(d.min(Duration::from_millis(1))))
+    fn space_waiter(&self) -> SpaceWait {
+        Box::new(|d| {
+            std::thread::sleep(d.min(Duration::from_millis(1)));
+            Ok(())
+        })
     }
 }
 
@@ -284,4 +287,54 @@ fn a_replaced_reactor_session_that_stops_late_leaves_the_new_one_working() {
     pump.join().unwrap();
     fresh_stop.store(true, Ordering::Release);
     fresh_flusher.join().unwrap();
+}
+
+/// A reactor's ring whose process is gone: always full, and no room will ever come.
+struct GoneRing;
+
+impl EventSink for GoneRing {
+    fn try_push(&mut self, _: &Records) -> Result<usize, SinkClosed> {
+        Ok(0)
+    }
+
+    fn is_consumed(&self) -> bool {
+        false
+    }
+}
+
+impl ReactorRing for GoneRing {
+    fn space_waiter(&self) -> SpaceWait {
+        Box::new(|_| Err("the plugin process 4242 is gone".into()))
+    }
+}
+
+/// Guards against a flusher spinning on the ring of a dead reactor: it ends the session
+/// as failed, by itself, with the reason.
+#[test]
+fn a_flusher_whose_reactor_is_gone_ends_the_session() {
+    let core = ServiceCore::new(ServiceState::new("web"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let flusher = {
+        let (core, stop) = (core.clone(), stop.clone());
+        std::thread::spawn(move || run_reactor_flusher(Box::new(GoneRing), core, "r".into(), stop))
+    };
+    wait_until("the reactor to attach", || {
+        core.lock().reactor_names() == ["r"]
+    });
+    let (tx, pump) = start_pump(&core);
+    tx.send(record(&Update::Incremental(Event::with_node(
+        "a",
+        NodeStatus::Up,
+        "h",
+        1,
+    ))))
+    .unwrap();
+    wait_until("the flusher to end by itself", || flusher.is_finished());
+    assert_eq!(
+        flusher.join().unwrap(),
+        SessionEnd::Failed("the plugin process 4242 is gone".into())
+    );
+    assert!(!stop.load(Ordering::Acquire), "nobody asked it to stop");
+    tx.send(None).unwrap();
+    pump.join().unwrap();
 }

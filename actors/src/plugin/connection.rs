@@ -6,6 +6,7 @@
 //! with a timeout. Shutting down asks the plugin to exit, waits out the grace period, and
 //! kills the whole process group.
 
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::{Command, ExitStatus};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,7 +15,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use ipc::control::{
-    socket_pair, HandshakeError, HostConnection, HostEvent, Request, RequestError, Secret,
+    socket_pair, HandshakeError, HostEnd, HostEvent, Request, RequestError, Secret,
 };
 
 use super::process::PluginChild;
@@ -52,7 +53,7 @@ impl PluginSpec {
 }
 
 /// What `Accept` carries for one instance.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct AcceptSpec {
     /// The service.
     pub service: String,
@@ -60,8 +61,9 @@ pub struct AcceptSpec {
     pub instance: String,
     /// The instance's `cfg` as JSON.
     pub cfg: String,
-    /// The base name of the instance's ring.
-    pub ring: String,
+    /// The instance's ring: its base name, and its segment's descriptor (sent beside
+    /// the request, so the plugin maps memory whose size it cannot change).
+    pub ring: crate::endpoint::rings::RingHandoff,
 }
 
 /// A plugin process could not be started.
@@ -133,7 +135,7 @@ impl From<RequestError> for PluginRequestError {
 pub struct PluginConnection {
     name: String,
     child: Mutex<PluginChild>,
-    conn: HostConnection,
+    conn: HostEnd,
     events: Mutex<Option<Receiver<HostEvent>>>,
     next_endpoint: AtomicU64,
 }
@@ -150,7 +152,7 @@ impl PluginConnection {
         child_end.prepare(&mut cmd, &secret);
         let mut child = PluginChild::spawn(&name, cmd)?;
         drop(child_end);
-        let (conn, events) = match HostConnection::accept(host_end, &secret, HANDSHAKE_TIMEOUT) {
+        let (conn, events) = match HostEnd::accept(host_end, &secret, HANDSHAKE_TIMEOUT) {
             Ok(accepted) => accepted,
             Err(e) => {
                 let program = spec.program.display().to_string();
@@ -225,9 +227,10 @@ impl PluginConnection {
             service: spec.service.clone(),
             instance: spec.instance.clone(),
             cfg: spec.cfg.clone(),
-            ring: spec.ring.clone(),
+            ring: spec.ring.0.clone(),
         };
-        self.conn.request(request, REQUEST_TIMEOUT)?;
+        self.conn
+            .accept_with_segment(request, spec.ring.1.as_fd(), REQUEST_TIMEOUT)?;
         Ok(endpoint)
     }
 

@@ -6,10 +6,9 @@
 //!
 //! Events are either *incremental* (these nodes changed) or *full* (every node the watcher
 //! sees now; a node missing from it is down). The [`Book`] turns both kinds into
-//! redundancy-free incremental events, the [`Backlog`] coalesces events a slow consumer
-//! has not taken yet, and [`Broadcast`] hands every event to many consumers, each with its
-//! own backlog. [`Pending`] is the coalescing backlog the pipeline itself uses: it keeps
-//! the changes encoded, as they will go over the ring.
+//! redundancy-free incremental events, and [`Pending`] coalesces the changes a slow
+//! reactor has not taken yet (latest per node wins), keeping them encoded, as they will
+//! go over the ring.
 //!
 //! ```
 //! use ipc::event::{Event, NodeInfo, NodeStatus};
@@ -21,18 +20,14 @@
 //! assert_eq!(ev.get("web1").unwrap().status, NodeStatus::Down);
 //! ```
 
-mod backlog;
 mod book;
-mod broadcast;
 pub mod check;
 pub mod pending;
 mod slots;
 mod update;
 pub mod wire;
 
-pub use backlog::{coalesce, Backlog};
 pub use book::Book;
-pub use broadcast::{Broadcast, Delivery, SubscriberId};
 pub use check::NodeError;
 pub use pending::{Framing, Pending, Piece};
 pub use update::Update;

@@ -1,5 +1,5 @@
 //! Tests of the event model: the behaviours the original Go receptor checked for its book,
-//! merger and broadcaster, and properties over arbitrary event sequences.
+//! and properties over arbitrary event sequences.
 
 use super::*;
 use proptest::prelude::*;
@@ -259,139 +259,6 @@ fn events_in_name_order_and_out_of_it_hold_the_same_nodes() {
     assert_eq!(merged, in_order);
 }
 
-// ---- Backlog (Go: TestMergerPassThrough, TestMergerCongestionMerge) ----
-
-#[test]
-fn backlog_passes_events_through_one_by_one_without_congestion() {
-    let mut backlog = Backlog::new();
-    backlog.push(Event::with_node("Test1", NodeStatus::Up, "h", 1));
-    assert_eq!(names(&backlog.take().unwrap()), ["Test1"]);
-    backlog.push(Event::with_node("Test2", NodeStatus::Up, "h", 1));
-    assert_eq!(names(&backlog.take().unwrap()), ["Test2"]);
-    assert_eq!(backlog.take(), None);
-}
-
-#[test]
-fn backlog_merges_under_congestion_latest_wins() {
-    let mut backlog = Backlog::new();
-    backlog.push(Event::with_node("Test1", NodeStatus::Up, "h", 1));
-    backlog.push(Event::with_node("Test2", NodeStatus::Up, "h", 1));
-    backlog.push(Event::with_node("Test2", NodeStatus::Down, "h", 1));
-    assert_eq!(backlog.coalesced(), 2);
-    assert_eq!(backlog.node_count(), 2);
-    let ev = backlog.take().unwrap();
-    assert_eq!(names(&ev), ["Test1", "Test2"]);
-    assert_eq!(ev.get("Test2").unwrap().status, NodeStatus::Down);
-
-    backlog.push(Event::with_node("Test3", NodeStatus::Up, "h", 1));
-    assert_eq!(
-        names(&backlog.take().unwrap()),
-        ["Test3"],
-        "a drained backlog starts fresh"
-    );
-}
-
-#[test]
-fn backlog_restore_lets_newer_events_win() {
-    let mut backlog = Backlog::new();
-    backlog.push(Event::with_node("a", NodeStatus::Up, "h", 1));
-    let taken = backlog.take().unwrap();
-    backlog.push(Event::with_node("a", NodeStatus::Down, "h", 1));
-    backlog.restore(taken);
-    assert_eq!(
-        backlog.take().unwrap().get("a").unwrap().status,
-        NodeStatus::Down
-    );
-}
-
-#[test]
-fn backlog_ignores_empty_events() {
-    let mut backlog = Backlog::new();
-    backlog.push(Event::new());
-    assert!(backlog.is_empty());
-}
-
-// ---- Broadcast (Go: TestBroadcaster) ----
-
-#[test]
-fn broadcast_gives_every_subscriber_the_same_event_and_closes_all() {
-    let mut bc = Broadcast::new();
-    let s1 = bc.subscribe(None);
-    let s2 = bc.subscribe(None);
-    let ev = Event::with_node("Test1", NodeStatus::Up, "h", 1);
-    bc.publish(&ev);
-    assert_eq!(bc.take(s1), Delivery::Event(ev.clone()));
-    assert_eq!(bc.take(s2), Delivery::Event(ev));
-    assert_eq!(bc.take(s1), Delivery::Empty);
-    bc.close();
-    assert_eq!(bc.take(s1), Delivery::Closed);
-    assert_eq!(bc.take(s2), Delivery::Closed);
-}
-
-#[test]
-fn broadcast_slow_subscriber_coalesces_without_holding_others() {
-    let mut bc = Broadcast::new();
-    let fast = bc.subscribe(None);
-    let slow = bc.subscribe(None);
-    for i in 0..100u16 {
-        let status = if i % 2 == 0 {
-            NodeStatus::Up
-        } else {
-            NodeStatus::Down
-        };
-        bc.publish(&Event::with_node("n", status, "h", i));
-        assert!(
-            matches!(bc.take(fast), Delivery::Event(_)),
-            "fast subscriber gets event {i}"
-        );
-    }
-    let Delivery::Event(ev) = bc.take(slow) else {
-        panic!("slow subscriber has a backlog")
-    };
-    assert_eq!(
-        ev.get("n").unwrap().port,
-        99,
-        "the slow subscriber sees the final state"
-    );
-    assert_eq!(ev.get("n").unwrap().status, NodeStatus::Down);
-}
-
-#[test]
-fn broadcast_late_subscriber_starts_from_the_current_state() {
-    let mut bc = Broadcast::new();
-    let state = Event::with_node("a", NodeStatus::Up, "h", 1);
-    let late = bc.subscribe(Some(state.clone()));
-    bc.publish(&Event::with_node("b", NodeStatus::Up, "h", 2));
-    let Delivery::Event(ev) = bc.take(late) else {
-        panic!("expected the state")
-    };
-    assert_eq!(names(&ev), ["a", "b"]);
-}
-
-#[test]
-fn broadcast_close_lets_subscribers_drain_then_refuses_new_events() {
-    let mut bc = Broadcast::new();
-    let s = bc.subscribe(None);
-    bc.publish(&Event::with_node("a", NodeStatus::Up, "h", 1));
-    bc.close();
-    bc.publish(&Event::with_node("b", NodeStatus::Up, "h", 1));
-    let Delivery::Event(ev) = bc.take(s) else {
-        panic!("pending event drained after close")
-    };
-    assert_eq!(names(&ev), ["a"]);
-    assert_eq!(bc.take(s), Delivery::Closed);
-}
-
-#[test]
-fn broadcast_unsubscribe_returns_the_backlog() {
-    let mut bc = Broadcast::new();
-    let s = bc.subscribe(None);
-    bc.publish(&Event::with_node("a", NodeStatus::Up, "h", 1));
-    assert_eq!(bc.unsubscribe(s).map(|e| e.len()), Some(1));
-    assert!(bc.is_empty());
-    assert_eq!(bc.take(s), Delivery::Closed);
-}
-
 trait IntoEvent {
     fn into_event(self) -> Event;
 }
@@ -426,32 +293,8 @@ fn arb_event() -> impl Strategy<Value = Event> {
     prop::collection::vec(arb_node(), 0..40).prop_map(|nodes| nodes.into_iter().collect())
 }
 
-fn apply_all(events: impl IntoIterator<Item = Event>) -> Event {
-    let mut state = Book::new();
-    for ev in events {
-        state.update_inc(ev);
-    }
-    state.full()
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
-
-    /// Coalescing any split of a sequence and applying the parts gives the same final
-    /// state as applying every event one by one.
-    #[test]
-    fn coalescing_any_split_keeps_the_final_state(
-        events in prop::collection::vec(arb_event(), 0..40),
-        cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..8),
-    ) {
-        let mut cut_points: Vec<usize> = cuts.iter().map(|c| c.index(events.len() + 1)).collect();
-        cut_points.push(0);
-        cut_points.push(events.len());
-        cut_points.sort_unstable();
-        cut_points.dedup();
-        let coalesced = cut_points.windows(2).filter_map(|w| coalesce(events[w[0]..w[1]].iter().cloned()));
-        prop_assert_eq!(apply_all(coalesced), apply_all(events.clone()));
-    }
 
     /// `update_full` then `full()` returns exactly the up nodes given (the last per name).
     #[test]

@@ -4,11 +4,17 @@
 use super::*;
 use crate::shm::SharedSegment;
 use proptest::prelude::*;
+use std::time::{Duration, Instant};
 
 fn pair(capacity: usize) -> (RingProducer, RingConsumer) {
     let producer = RingProducer::create(RingConfig::with_capacity(capacity)).unwrap();
-    let consumer = RingConsumer::open(producer.ring().base()).unwrap();
+    let consumer = RingConsumer::open(producer.ring().base(), segment_of(&producer)).unwrap();
     (producer, consumer)
+}
+
+/// A copy of a ring's segment descriptor, as the peer receives it.
+fn segment_of(producer: &RingProducer) -> std::os::fd::OwnedFd {
+    producer.ring().segment_fd().try_clone_to_owned().unwrap()
 }
 
 fn drain_all(consumer: &mut RingConsumer) -> Vec<Vec<u8>> {
@@ -18,8 +24,8 @@ fn drain_all(consumer: &mut RingConsumer) -> Vec<Vec<u8>> {
 }
 
 /// Scribbles on a ring's segment through a second mapping, as a hostile peer would.
-fn scribble(base: &str, offset: usize, bytes: &[u8]) {
-    let segment = SharedSegment::open(&names::segment_name(base)).unwrap();
+fn scribble(producer: &RingProducer, offset: usize, bytes: &[u8]) {
+    let segment = SharedSegment::from_fd("scribbler", segment_of(producer)).unwrap();
     assert!(segment.mapping().write(offset, bytes));
 }
 
@@ -142,26 +148,148 @@ fn a_wait_for_data_is_woken_by_a_push_from_another_thread() {
     drop(writer.join().unwrap());
 }
 
+/// Whether thread `tid` of this process is asleep in a blocking call (state `S`).
+fn asleep(tid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/self/task/{tid}/stat"))
+        .ok()
+        .and_then(|stat| Some(stat.rsplit_once(')')?.1.trim_start().starts_with('S')))
+        .unwrap_or(false)
+}
+
+/// Waits (watchdog: a minute) until `cond` holds.
+fn wait_until(what: &str, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cond() {
+        assert!(Instant::now() < deadline, "watchdog: {what} never happened");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Runs `wait` on a thread whose sleeps last an hour between peer checks, lets it fall
+/// asleep with its waiting flag up (`flag_off`), runs `wake`, and checks that the waiter
+/// came back with `Ok(expected)`: only the semaphore post can have woken it.
+fn assert_woken_by_post<T: Send + 'static>(
+    ring: &ShmRing,
+    flag_off: usize,
+    waiter: T,
+    wait: impl FnOnce(&T) -> Result<bool, RingError> + Send + 'static,
+    wake: impl FnOnce(),
+    expected: bool,
+) -> T {
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        tid_tx.send(nix::unistd::gettid().as_raw()).unwrap();
+        let got = wait(&waiter);
+        let _ = done_tx.send((got, waiter));
+    });
+    let tid = tid_rx.recv().unwrap();
+    wait_until("the waiter fell asleep", || {
+        ring.flag(flag_off).load(Ordering::SeqCst) != 0 && asleep(tid)
+    });
+    wake();
+    let (got, waiter) = done_rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("watchdog: the waiter was not woken (a lost semaphore post)");
+    assert_eq!(got, Ok(expected));
+    waiter
+}
+
+/// Guards against a lost wake-up of the consumer: with an hour between peer checks, a
+/// consumer asleep on an empty ring wakes because the push posted, not on a re-check.
+#[test]
+fn a_sleeping_consumer_is_woken_by_the_push_itself() {
+    let (mut producer, consumer) = pair(4096);
+    consumer
+        .ring()
+        .set_peer_check_slice(Duration::from_secs(3600));
+    let ring = producer.ring.clone();
+    let mut consumer = assert_woken_by_post(
+        &ring,
+        OFF_CONSUMER_WAITING,
+        consumer,
+        |c| c.wait(Duration::from_secs(3600)),
+        || assert!(producer.try_push(b"wake up").unwrap()),
+        true,
+    );
+    assert_eq!(drain_all(&mut consumer), vec![b"wake up".to_vec()]);
+}
+
+/// Guards against a lost wake-up of the producer: a producer asleep on a full ring wakes
+/// because the drain posted.
+#[test]
+fn a_producer_waiting_for_space_is_woken_by_the_drain_itself() {
+    let (mut producer, mut consumer) = pair(4096);
+    producer
+        .ring()
+        .set_peer_check_slice(Duration::from_secs(3600));
+    while producer.try_push(&[1u8; 100]).unwrap() {}
+    let ring = producer.ring.clone();
+    let waiter = producer.space_waiter();
+    assert_woken_by_post(
+        &ring,
+        OFF_PRODUCER_WAITING,
+        waiter,
+        |w| w.wait(Duration::from_secs(3600)),
+        || assert!(!drain_all(&mut consumer).is_empty()),
+        true,
+    );
+    assert!(producer.try_push(&[2u8; 100]).unwrap());
+}
+
+/// A waker ends a sleeping wait with nothing to read (false), long before its timeout.
 #[test]
 fn a_waker_ends_a_wait_with_nothing_to_read() {
-    let (_producer, consumer) = pair(4096);
+    let (producer, consumer) = pair(4096);
+    consumer
+        .ring()
+        .set_peer_check_slice(Duration::from_secs(3600));
     let waker = consumer.waker();
-    let kicker = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(20));
-        waker.wake();
-    });
-    let start = Instant::now();
-    assert!(!consumer.wait(Duration::from_secs(30)).unwrap());
-    assert!(start.elapsed() < Duration::from_secs(30));
-    kicker.join().unwrap();
+    let ring = consumer.ring.clone();
+    assert_woken_by_post(
+        &ring,
+        OFF_CONSUMER_WAITING,
+        consumer,
+        |c| c.wait(Duration::from_secs(3600)),
+        || waker.wake(),
+        false,
+    );
+    drop(producer);
+}
+
+/// Guards against trusting a pid from the segment: the creator's end checks the pid it
+/// was given (the child the host spawned), whatever the segment claims.
+#[test]
+fn the_creator_checks_the_pid_it_was_given_not_the_segments() {
+    let (mut producer, consumer) = pair(4096);
+    let mut child = std::process::Command::new("sleep")
+        .arg("600")
+        .spawn()
+        .unwrap();
+    producer.ring().set_peer(child.id());
+    // The peer claims to be this (live) process in every pid field of the header.
+    let me = std::process::id().to_le_bytes();
+    scribble(&producer, 24, &me);
+    scribble(&producer, 28, &me);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    while producer.try_push(&[1u8; 100]).unwrap() {}
+    assert_eq!(
+        producer.wait_space(Duration::from_secs(60)),
+        Err(RingError::PeerGone { pid: child.id() })
+    );
+    drop(consumer);
 }
 
 #[test]
 fn names_are_unlinked_when_the_creator_drops() {
     let (producer, consumer) = pair(4096);
     let base = producer.ring().base().to_owned();
+    assert!(
+        !std::path::Path::new(&format!("/dev/shm/{base}")).exists(),
+        "the segment has no name anyone could open"
+    );
     let files = [
-        format!("/dev/shm/{base}"),
         format!("/dev/shm/sem.{base}-data"),
         format!("/dev/shm/sem.{base}-space"),
     ];
@@ -181,24 +309,25 @@ fn names_are_unlinked_when_the_creator_drops() {
 fn a_bad_header_is_refused_on_open_with_the_reason() {
     let producer = RingProducer::create(RingConfig::with_capacity(4096)).unwrap();
     let base = producer.ring().base().to_owned();
-    scribble(&base, OFF_VERSION, &7u32.to_le_bytes());
-    let err = RingConsumer::open(&base).unwrap_err().to_string();
+    let open = || RingConsumer::open(&base, segment_of(&producer));
+    scribble(&producer, OFF_VERSION, &7u32.to_le_bytes());
+    let err = open().unwrap_err().to_string();
     assert!(err.contains("layout version 7"), "{err}");
-    scribble(&base, OFF_VERSION, &LAYOUT_VERSION.to_le_bytes());
-    scribble(&base, OFF_CAPACITY, &(1u64 << 40).to_le_bytes());
-    let err = RingConsumer::open(&base).unwrap_err().to_string();
+    scribble(&producer, OFF_VERSION, &LAYOUT_VERSION.to_le_bytes());
+    scribble(&producer, OFF_CAPACITY, &(1u64 << 40).to_le_bytes());
+    let err = open().unwrap_err().to_string();
     assert!(err.contains("capacity"), "{err}");
-    scribble(&base, OFF_MAGIC, b"NOTARING");
-    let err = RingConsumer::open(&base).unwrap_err().to_string();
+    scribble(&producer, OFF_MAGIC, b"NOTARING");
+    let err = open().unwrap_err().to_string();
     assert!(err.contains("bad magic"), "{err}");
-    assert!(RingConsumer::open("receptor-1-../../x").is_err());
+    assert!(RingConsumer::open("receptor-1-../../x", segment_of(&producer)).is_err());
 }
 
 #[test]
 fn a_length_past_the_published_data_is_corruption_not_a_panic() {
     let (mut producer, mut consumer) = pair(4096);
     producer.try_push(b"0123456789").unwrap();
-    scribble(producer.ring().base(), OFF_DATA, &4000u32.to_le_bytes());
+    scribble(&producer, OFF_DATA, &4000u32.to_le_bytes());
     let err = consumer.drain(|_| {}).unwrap_err();
     assert!(matches!(err, RingError::Corrupt { .. }), "{err}");
     assert_eq!(
@@ -211,7 +340,7 @@ fn a_length_past_the_published_data_is_corruption_not_a_panic() {
 #[test]
 fn positions_out_of_order_are_corruption() {
     let (producer, mut consumer) = pair(4096);
-    scribble(producer.ring().base(), OFF_TAIL, &u64::MAX.to_le_bytes());
+    scribble(&producer, OFF_TAIL, &u64::MAX.to_le_bytes());
     assert!(matches!(
         consumer.drain(|_| {}),
         Err(RingError::Corrupt { .. })
@@ -245,10 +374,9 @@ proptest! {
         data_at in 0usize..4096,
     ) {
         let (producer, mut consumer) = pair(4096);
-        let base = producer.ring().base().to_owned();
         let at = data_at.min(4096 - data.len());
-        scribble(&base, OFF_DATA + at, &data);
-        scribble(&base, OFF_TAIL, &tail.to_le_bytes());
+        scribble(&producer, OFF_DATA + at, &data);
+        scribble(&producer, OFF_TAIL, &tail.to_le_bytes());
         let mut total = 0;
         let _ = consumer.drain(|r| total += r.len());
         prop_assert!(total <= 4096);

@@ -3,19 +3,23 @@
 //!
 //! Nothing outside `sys` in this crate (and nothing outside this crate in the workspace)
 //! writes `unsafe`. Each block below has a `// SAFETY:` comment; the reasoning in short:
-//! - [`shm::Mapping`]: raw copies in and out of the mapping are bounds-checked against
-//!   its length, atomics are alignment- and bounds-checked, and no Rust reference to the
-//!   plain bytes is ever formed, so a peer racing on or corrupting the segment can make
-//!   us read garbage, never touch memory outside it.
+//! - [`shm::Mapping`]: our own `mmap` of a sealed memory file, whose size no peer can
+//!   change under us (no SIGBUS); raw copies in and out of the mapping are bounds-checked
+//!   against its length, atomics are alignment- and bounds-checked, and no Rust reference
+//!   to the plain bytes is ever formed, so a peer racing on or corrupting the segment can
+//!   make us read garbage, never touch memory outside it.
+//! - [`fdpass`]: descriptors received with `SCM_RIGHTS` become owned at once.
 //! - [`semaphore::RawSemaphore`]: `sem_*` calls on a handle from a successful
-//!   `sem_open`, closed exactly once.
-//! - [`process`]: what runs between `fork` and `exec` in a child.
+//!   `sem_open`, closed exactly once; timed waits on the monotonic clock.
+//! - [`process`]: what runs between `fork` and `exec` in a child, and taking an
+//!   inherited descriptor once.
 //! - [`alloc::Counting`]: forwards every call to the wrapped allocator unchanged.
 //! - [`prefetch`]: a cache hint, which reads nothing the program sees.
 //! - [`populate`]: asks the kernel to map pages of our own allocation, which changes
 //!   none of its contents.
 
 pub mod alloc;
+pub mod fdpass;
 pub mod process;
 pub mod semaphore;
 pub mod shm;

@@ -87,19 +87,14 @@ impl RawSemaphore {
     }
 
     /// Waits until it can take one or `timeout` passes; true if it took one. Interrupted
-    /// waits are resumed.
+    /// waits are resumed. The deadline is on the monotonic clock, so a step of the wall
+    /// clock (an NTP correction, an operator's `date -s`) neither stretches nor cuts it.
     pub fn wait_timeout(&self, timeout: Duration) -> io::Result<bool> {
-        let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_REALTIME)
-            .map_err(io::Error::from)?;
-        let deadline = Duration::new(now.tv_sec() as u64, now.tv_nsec() as u32) + timeout;
-        let abs = libc::timespec {
-            tv_sec: deadline.as_secs() as libc::time_t,
-            tv_nsec: deadline.subsec_nanos() as libc::c_long,
-        };
+        let abs = monotonic_deadline(timeout)?;
         loop {
             // SAFETY: `self.sem` is open (see `post`) and `abs` is a valid timespec that
-            // lives across the call.
-            if unsafe { libc::sem_timedwait(self.sem, &abs) } == 0 {
+            // lives across the call; CLOCK_MONOTONIC is a clock sem_clockwait accepts.
+            if unsafe { sem_clockwait(self.sem, libc::CLOCK_MONOTONIC, &abs) } == 0 {
                 return Ok(true);
             }
             let err = io::Error::last_os_error();
@@ -112,11 +107,68 @@ impl RawSemaphore {
     }
 }
 
+extern "C" {
+    /// `sem_timedwait` against a chosen clock (glibc 2.30 and later; the `libc` crate
+    /// declares it only for some targets).
+    fn sem_clockwait(
+        sem: *mut libc::sem_t,
+        clock: libc::clockid_t,
+        abstime: *const libc::timespec,
+    ) -> libc::c_int;
+}
+
+/// The absolute time `timeout` from now on the monotonic clock, as `sem_clockwait`
+/// takes it.
+pub(crate) fn monotonic_deadline(timeout: Duration) -> io::Result<libc::timespec> {
+    let now =
+        nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).map_err(io::Error::from)?;
+    let deadline = Duration::new(now.tv_sec() as u64, now.tv_nsec() as u32)
+        .saturating_add(timeout.min(Duration::from_secs(1 << 32)));
+    Ok(libc::timespec {
+        tv_sec: deadline.as_secs() as libc::time_t,
+        tv_nsec: deadline.subsec_nanos() as libc::c_long,
+    })
+}
+
 impl Drop for RawSemaphore {
     fn drop(&mut self) {
         // SAFETY: `self.sem` came from sem_open and this is its only close.
         unsafe {
             libc::sem_close(self.sem);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(clock: nix::time::ClockId) -> i64 {
+        nix::time::clock_gettime(clock).unwrap().tv_sec()
+    }
+
+    /// Guards against a wall-clock step stalling a wait: the deadline of a timed wait is
+    /// on the monotonic clock (a wall-clock deadline would move with `date -s`).
+    #[test]
+    fn a_timed_wait_counts_on_the_monotonic_clock() {
+        let before = secs(nix::time::ClockId::CLOCK_MONOTONIC);
+        let deadline = monotonic_deadline(Duration::from_secs(60)).unwrap().tv_sec;
+        let after = secs(nix::time::ClockId::CLOCK_MONOTONIC);
+        assert!(
+            (before + 60..=after + 61).contains(&deadline),
+            "deadline {deadline}s is not 60 s after the monotonic now ({before}..{after})"
+        );
+        let wall = secs(nix::time::ClockId::CLOCK_REALTIME);
+        assert!((deadline - wall).abs() > 3600, "a wall-clock deadline");
+    }
+
+    #[test]
+    fn a_timed_wait_returns_at_its_deadline_or_with_a_post() {
+        let name = format!("/receptor-test-{}-clock", std::process::id());
+        let sem = RawSemaphore::create(&name).unwrap();
+        RawSemaphore::unlink(&name).unwrap();
+        assert!(!sem.wait_timeout(Duration::from_millis(20)).unwrap());
+        sem.post().unwrap();
+        assert!(sem.wait_timeout(Duration::from_secs(3600)).unwrap());
     }
 }

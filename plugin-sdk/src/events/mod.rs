@@ -76,9 +76,13 @@ pub(crate) trait Outbound: Send + 'static {
     }
 
     /// A handle that waits (up to a timeout) until the transport may have room again,
-    /// usable while another thread calls `try_send`.
-    fn space_waiter(&self) -> Box<dyn Fn(Duration) + Send + Sync>;
+    /// usable while another thread calls `try_send`; `Err` with the reason once the
+    /// host's end is gone for good.
+    fn space_waiter(&self) -> SpaceWait;
 }
+
+/// Waits up to a timeout for room in a transport (see [`Outbound::space_waiter`]).
+pub(crate) type SpaceWait = Box<dyn Fn(Duration) -> Result<(), String> + Send + Sync>;
 
 /// The reactor side of a transport.
 pub(crate) trait Inbound: Send + 'static {

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use ipc::event::{Event, Framing, NodeError, NodeInfo, Pending, Update};
 use thiserror::Error;
 
-use super::{Closed, Outbound, TrySendError};
+use super::{Closed, Outbound, SpaceWait, TrySendError};
 
 /// The most changes handed over at once: the flusher's piece of the backlog, and the
 /// size past which an update goes over a piece at a time (as records of at most 64 KiB,
@@ -182,7 +182,7 @@ impl EventSender {
     }
 
     /// Hands the backlog over as space frees; exits when there is nothing left to do.
-    fn flush_loop(self, wait_for_space: Box<dyn Fn(Duration) + Send + Sync>) {
+    fn flush_loop(self, wait_for_space: SpaceWait) {
         loop {
             {
                 let mut state = self.lock();
@@ -213,7 +213,10 @@ impl EventSender {
                     }
                 }
             }
-            wait_for_space(FLUSH_WAIT);
+            if let Err(reason) = wait_for_space(FLUSH_WAIT) {
+                // The host is gone: stop here rather than spin on a ring no one drains.
+                self.lock().close(reason);
+            }
         }
     }
 

@@ -28,8 +28,11 @@ impl Outbound for Gate {
         Ok(())
     }
 
-    fn space_waiter(&self) -> Box<dyn Fn(Duration) + Send + Sync> {
-        Box::new(|timeout| std::thread::sleep(timeout.min(Duration::from_millis(1))))
+    fn space_waiter(&self) -> SpaceWait {
+        Box::new(|timeout| {
+            std::thread::sleep(timeout.min(Duration::from_millis(1)));
+            Ok(())
+        })
     }
 }
 

@@ -25,7 +25,7 @@
 use std::io::Write;
 use std::time::Duration;
 
-use ipc::control::{Notice, PluginConnection, RecvError, Request};
+use ipc::control::{Incoming, Notice, PluginEnd, RecvError, Request};
 use plugin_sdk::{watcher_endpoint, WatcherEndpoint};
 
 use crate::Scenario;
@@ -115,10 +115,10 @@ pub fn by_type_name(plugin_type: &str) {
 
 /// The `burst` plugin's control loop.
 fn burst() -> Result<(), String> {
-    let conn = PluginConnection::from_env(Duration::from_secs(10)).map_err(|e| e.to_string())?;
+    let conn = PluginEnd::from_env(Duration::from_secs(10)).map_err(|e| e.to_string())?;
     let notifier = conn.notifier();
     loop {
-        let (id, request) = match conn.recv() {
+        let Incoming { id, request, .. } = match conn.recv() {
             Ok(got) => got,
             Err(RecvError::Closed) => return Ok(()),
             Err(e) => return Err(e.to_string()),

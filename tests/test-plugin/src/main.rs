@@ -40,6 +40,16 @@
 //!
 //! The scenarios of the host-hardening tests (hung, flooding, early-exiting plugins)
 //! are in [`hardening`].
+//!
+//! Hostile ring scenarios (watcher instance `cfg`, see `hostile_ring`):
+//! - `hostile-ring` with `attack = "truncate"`: tries to change the size of its ring's
+//!   segment (to 0, and to 1 GiB) through a descriptor of its own
+//!   (`/proc/self/fd/<n>`, or `/dev/shm/receptor-<host pid>-*` where segments have
+//!   names), writes one line per attempt to `file`
+//!   (`truncate <size>: <outcome>`), then sends `events` and waits for close.
+//! - `hostile-ring` with `attack = "unmap"` and `once` (a file): the first incarnation
+//!   creates `once`, unmaps its ring and dies touching it (SIGSEGV); a later one sends
+//!   `events` and waits for close.
 
 mod bench;
 mod hardening;
@@ -72,6 +82,7 @@ struct Scenario {
     mark: bool,
     child_pid_file: Option<PathBuf>,
     fault_once: Option<String>,
+    attack: String,
 }
 
 fn scenario(cfg: &Config) -> plugin_sdk::Result<Scenario> {
@@ -177,8 +188,80 @@ impl Watcher for TestWatcher {
                     std::process::exit(3)
                 }))
             }
+            "hostile-ring" => hostile_ring(s),
             _ => hardening::watcher(s),
         }
+    }
+}
+
+// ---- Hostile ring scenarios: a plugin attacking its own ring segment ----
+
+/// The ring segments this process can reach: its descriptors that are ring segments
+/// (`/memfd:receptor-...`), and any segment of its host (`receptor-<host pid>-...`) that
+/// has a name in `/dev/shm`, as segments had before they were sealed memory files.
+fn ring_segments() -> Vec<PathBuf> {
+    let fds = std::fs::read_dir("/proc/self/fd")
+        .into_iter()
+        .flatten()
+        .flatten();
+    let memfds = fds.map(|entry| entry.path()).filter(|path| {
+        std::fs::read_link(path)
+            .is_ok_and(|target| target.to_string_lossy().starts_with("/memfd:receptor-"))
+    });
+    let host = format!("receptor-{}-", std::os::unix::process::parent_id());
+    let named = std::fs::read_dir("/dev/shm")
+        .into_iter()
+        .flatten()
+        .flatten();
+    let named = named
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with(&host))
+        .map(|entry| entry.path());
+    memfds.chain(named).collect()
+}
+
+fn hostile_ring(s: Scenario) -> plugin_sdk::Result<WatcherEndpoint> {
+    match s.attack.as_str() {
+        "truncate" => {
+            let file = s.file.clone().ok_or("file: required for attack truncate")?;
+            Ok(watcher_endpoint(move |events, close| {
+                let mut report = String::new();
+                let segments = ring_segments();
+                if segments.is_empty() {
+                    report.push_str("no ring segment found\n");
+                }
+                for segment in segments {
+                    let opened = std::fs::OpenOptions::new().write(true).open(&segment)?;
+                    for size in [0u64, 1 << 30] {
+                        let outcome = match opened.set_len(size) {
+                            Ok(()) => "truncated".to_owned(),
+                            Err(e) => e.to_string(),
+                        };
+                        report.push_str(&format!("truncate {size}: {outcome}\n"));
+                    }
+                }
+                std::fs::write(&file, report)?;
+                for node in s.events {
+                    events.send_node(node)?;
+                }
+                close.wait();
+                Ok(())
+            }))
+        }
+        "unmap" => {
+            let once = s.once.clone().ok_or("once: required for attack unmap")?;
+            Ok(watcher_endpoint(move |events, close| {
+                if !once.exists() {
+                    std::fs::write(&once, b"")?;
+                    ipc::sys::shm::unmap_rings_and_crash();
+                }
+                for node in s.events {
+                    events.send_node(node)?;
+                }
+                close.wait();
+                Ok(())
+            }))
+        }
+        other => Err(format!("unknown attack '{other}'").into()),
     }
 }
 

@@ -159,11 +159,13 @@ fn boot_steps(
         };
         let (ring, session) = match inst.name.kind {
             PluginKind::Watcher => {
-                let (ring, end) = rings::create_watcher_ring().map_err(|e| fail(e.to_string()))?;
+                let (ring, end) =
+                    rings::create_watcher_ring(conn.pid()).map_err(|e| fail(e.to_string()))?;
                 (ring, Session::Watcher(end, inst.core.clone()))
             }
             PluginKind::Reactor => {
-                let (ring, end) = rings::create_reactor_ring().map_err(|e| fail(e.to_string()))?;
+                let (ring, end) =
+                    rings::create_reactor_ring(conn.pid()).map_err(|e| fail(e.to_string()))?;
                 (ring, Session::Reactor(end, inst.core.clone()))
             }
         };

@@ -2,7 +2,9 @@
 //! the test handed this process through the environment.
 //!
 //! - `control-plugin`: handshakes, then answers: `Setup` ok; `Accept` ok unless its cfg
-//!   is `"reject"` (then the error `rejected: <service>/<instance>`); `Start` ok and a
+//!   is `"reject"` (then the error `rejected: <service>/<instance>`) or `"size"` (then
+//!   the error `segment of <n> bytes`, the size of the descriptor that came with it);
+//!   a request with the wrong descriptors ends the scenario with an error; `Start` ok and a
 //!   `Finished` notice; `Close` and `Ping` ok; `Shutdown` ok and exit 0. When the host
 //!   closes the connection it prints `closed` and exits 0.
 //! - `control-silent`: handshakes, then reads requests and never answers.
@@ -15,7 +17,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use ipc::control::{
-    Notice, PluginConnection, RecvError, Request, Secret, CONTROL_FD_ENV, MAGIC, MAX_FRAME_BYTES,
+    Notice, PluginEnd, RecvError, Request, Secret, CONTROL_FD_ENV, MAGIC, MAX_FRAME_BYTES,
     PROTOCOL_VERSION, SECRET_ENV,
 };
 
@@ -38,11 +40,11 @@ pub fn run(scenario: &str, args: &[String]) -> Result<(), String> {
 }
 
 fn plugin(silent: bool) -> Result<(), String> {
-    let conn = PluginConnection::from_env(TIMEOUT).map_err(|e| e.to_string())?;
+    let conn = PluginEnd::from_env(TIMEOUT).map_err(|e| e.to_string())?;
     let notifier = conn.notifier();
     loop {
-        let (id, request) = match conn.recv() {
-            Ok(got) => got,
+        let (id, request, segment) = match conn.recv() {
+            Ok(got) => (got.id, got.request, got.segment),
             Err(RecvError::Closed) => {
                 println!("closed");
                 return Ok(());
@@ -59,6 +61,11 @@ fn plugin(silent: bool) -> Result<(), String> {
                 instance,
                 ..
             } if cfg == "\"reject\"" => Err(format!("rejected: {service}/{instance}")),
+            Request::Accept { cfg, .. } if cfg == "\"size\"" => {
+                let file = std::fs::File::from(segment.ok_or("no segment")?);
+                let len = file.metadata().map_err(|e| e.to_string())?.len();
+                Err(format!("segment of {len} bytes"))
+            }
             _ => Ok(()),
         };
         conn.respond(id, answer).map_err(|e| e.to_string())?;
@@ -108,7 +115,7 @@ fn bad_hello(which: &str) -> Result<(), String> {
         secret
     };
     hello.extend_from_slice(secret.as_bytes());
-    match PluginConnection::connect_with_hello(stream, &hello, TIMEOUT) {
+    match PluginEnd::connect_with_hello(stream, &hello, TIMEOUT) {
         Err(ipc::control::HandshakeError::Refused(reason)) => {
             println!("refused: {reason}");
             Ok(())
@@ -121,7 +128,7 @@ fn bad_hello(which: &str) -> Result<(), String> {
 fn raw_after_handshake(bytes: &[u8]) -> Result<(), String> {
     let (stream, secret) = inherited()?;
     let mut writer = stream.try_clone().map_err(|e| e.to_string())?;
-    let _conn = PluginConnection::connect(stream, &secret, TIMEOUT).map_err(|e| e.to_string())?;
+    let _conn = PluginEnd::connect(stream, &secret, TIMEOUT).map_err(|e| e.to_string())?;
     writer.write_all(bytes).map_err(|e| e.to_string())?;
     Ok(())
 }

@@ -1,0 +1,185 @@
+//! `RingProducer`: the writing end of a ring, batching records and publishing `tail`
+//! once per batch.
+
+use std::os::fd::OwnedFd;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::*;
+
+/// The producing end of a ring.
+pub struct RingProducer {
+    pub(super) ring: Arc<ShmRing>,
+    spin: Duration,
+    /// Where the next record goes (published up to here after each batch).
+    tail: u64,
+    /// The last head we read; refreshed only when the ring looks full.
+    head_cache: u64,
+    broken: Option<RingError>,
+}
+
+impl std::fmt::Debug for RingProducer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RingProducer")
+            .field("ring", &self.ring)
+            .field("tail", &self.tail)
+            .finish()
+    }
+}
+
+impl RingProducer {
+    /// Creates a ring (a sealed segment, and semaphores of mode 0600) whose producer is this process.
+    pub fn create(cfg: RingConfig) -> Result<RingProducer, OpenError> {
+        Ok(Self::new(ShmRing::create(cfg)?))
+    }
+
+    /// Opens the producing end of the ring `base` another process created, whose segment
+    /// it handed over as `segment` (see [`ShmRing::segment_fd`]).
+    pub fn open(base: &str, segment: OwnedFd) -> Result<RingProducer, OpenError> {
+        let ring = ShmRing::open(base, segment)?;
+        Ok(Self::new(ring))
+    }
+
+    fn new(ring: ShmRing) -> RingProducer {
+        let tail = ring.tail().load(Ordering::Acquire);
+        let head = ring.head().load(Ordering::Acquire);
+        let mut producer = RingProducer {
+            ring: Arc::new(ring),
+            spin: DEFAULT_SPIN,
+            tail,
+            head_cache: head,
+            broken: None,
+        };
+        if let Err(e) = producer.ring.check_positions(head, tail) {
+            producer.broken = Some(e);
+        }
+        producer
+    }
+
+    /// The ring's shared part (name, limits).
+    pub fn ring(&self) -> &ShmRing {
+        &self.ring
+    }
+
+    /// Sets how long waits spin before sleeping (default [`DEFAULT_SPIN`]).
+    pub fn set_spin(&mut self, spin: Duration) {
+        self.spin = spin;
+    }
+
+    /// Writes as many of `records` as fit, in order, publishes them at once, and returns
+    /// how many were written (0 when the ring is full). A record over the limit fails
+    /// the whole call before anything is written.
+    pub fn try_push_batch<I>(&mut self, records: I) -> Result<usize, RingError>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<[u8]>,
+        I::IntoIter: Clone,
+    {
+        if let Some(e) = &self.broken {
+            return Err(e.clone());
+        }
+        let records = records.into_iter();
+        let max = self.ring.max_record;
+        if let Some(r) = records.clone().find(|r| r.as_ref().len() > max) {
+            return Err(RingError::TooLarge {
+                len: r.as_ref().len(),
+                max,
+            });
+        }
+        if self.ring.flag(OFF_CONSUMER_CLOSED).load(Ordering::Acquire) != 0 {
+            return Err(RingError::Closed);
+        }
+        let cap = self.ring.capacity;
+        let mut written = 0;
+        for record in records {
+            let record = record.as_ref();
+            let need = footprint(record.len()) as u64;
+            let index = self.tail & (cap - 1);
+            let to_end = cap - index;
+            let total = if need > to_end { to_end + need } else { need };
+            if self.tail - self.head_cache + total > cap {
+                let head = self.ring.head().load(Ordering::Acquire);
+                if let Err(e) = self.ring.check_positions(head, self.tail) {
+                    self.broken = Some(e.clone());
+                    return Err(e);
+                }
+                self.head_cache = head;
+                if self.tail - head + total > cap {
+                    self.ring.full_at_head.store(head, Ordering::Release);
+                    break;
+                }
+            }
+            let m = self.ring.m();
+            if need > to_end {
+                m.write(OFF_DATA + index as usize, &WRAP.to_le_bytes());
+                self.tail += to_end;
+            }
+            let at = OFF_DATA + (self.tail & (cap - 1)) as usize;
+            m.write_prefixed(at, record);
+            self.tail += need;
+            written += 1;
+        }
+        if written > 0 {
+            self.ring.tail().store(self.tail, Ordering::Release);
+            self.ring.wake(OFF_CONSUMER_WAITING, &self.ring.data);
+        }
+        Ok(written)
+    }
+
+    /// Writes one record if it fits; false when the ring is full.
+    pub fn try_push(&mut self, record: &[u8]) -> Result<bool, RingError> {
+        Ok(self.try_push_batch(&[record])? == 1)
+    }
+
+    /// Writes every record, waiting for space as needed (up to `timeout` for each wait).
+    pub fn push_all<R: AsRef<[u8]>>(
+        &mut self,
+        mut records: &[R],
+        timeout: Duration,
+    ) -> Result<(), RingError> {
+        while !records.is_empty() {
+            let n = self.try_push_batch(records)?;
+            records = &records[n..];
+            if n == 0 && !self.wait_space(timeout)? {
+                return Err(RingError::Wait {
+                    ring: self.ring.base.clone(),
+                    detail: format!("no space within {timeout:?}"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the consumer has read everything published.
+    pub fn is_consumed(&self) -> bool {
+        self.ring.head().load(Ordering::Acquire) == self.tail
+    }
+
+    /// Whether the consumer closed its end.
+    pub fn is_closed(&self) -> bool {
+        self.ring.flag(OFF_CONSUMER_CLOSED).load(Ordering::Acquire) != 0
+    }
+
+    /// Waits until the consumer frees space (or closes), up to `timeout`; true if it did.
+    pub fn wait_space(&self, timeout: Duration) -> Result<bool, RingError> {
+        self.space_waiter().wait_for(self.spin, timeout)
+    }
+
+    /// A handle other threads can wait for space with while this producer stays with
+    /// its owner (the SDK's and the host's flusher threads use it).
+    pub fn space_waiter(&self) -> SpaceWaiter {
+        SpaceWaiter {
+            ring: self.ring.clone(),
+        }
+    }
+}
+
+impl Drop for RingProducer {
+    fn drop(&mut self) {
+        self.ring
+            .flag(OFF_PRODUCER_CLOSED)
+            .store(1, Ordering::Release);
+        let _ = self.ring.data.post();
+    }
+}

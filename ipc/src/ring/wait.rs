@@ -1,0 +1,127 @@
+//! Waiting without a system call in the common case, and sleeping safely when there is
+//! nothing to do: the spin, the "waiting" flags, the semaphore post, the peer checks.
+//!
+//! See "Wake-ups" and "A dead peer" in the [`super`] module doc for the protocol.
+
+use std::sync::atomic::{fence, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::*;
+
+impl ShmRing {
+    /// Wakes the other side if it sleeps on `sem` with its flag at `flag_off` set.
+    pub(super) fn wake(&self, flag_off: usize, sem: &NamedSemaphore) {
+        fence(Ordering::SeqCst);
+        let flag = self.flag(flag_off);
+        if flag.load(Ordering::Relaxed) != 0 && flag.swap(0, Ordering::SeqCst) != 0 {
+            if let Err(e) = sem.post() {
+                tracing::warn!(ring = %self.base, "cannot post semaphore {}: {e}", sem.name());
+            }
+        }
+    }
+
+    /// Waits until `ready()` or `timeout`: spin with yields, then sleep on `sem` with the
+    /// flag at `flag_off` raised. Returns whether `ready()` held; checks the peer's closed
+    /// flag (`peer_closed_off`: counts as ready, the caller sees it) and its process.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn wait(
+        &self,
+        spin: Duration,
+        timeout: Duration,
+        flag_off: usize,
+        peer_closed_off: usize,
+        sem: &NamedSemaphore,
+        ready: impl Fn() -> bool,
+    ) -> Result<bool, RingError> {
+        let start = Instant::now();
+        let spin = spin.min(timeout);
+        let mut spins = 0u32;
+        loop {
+            if ready() {
+                return Ok(true);
+            }
+            spins += 1;
+            if spins.is_multiple_of(8) && start.elapsed() >= spin {
+                break;
+            }
+            std::thread::yield_now();
+        }
+        let flag = self.flag(flag_off);
+        loop {
+            flag.store(1, Ordering::SeqCst);
+            fence(Ordering::SeqCst);
+            if ready() || self.flag(peer_closed_off).load(Ordering::Acquire) != 0 {
+                flag.store(0, Ordering::Relaxed);
+                return Ok(true);
+            }
+            let pid = self.peer_pid();
+            if pid != 0 && !crate::sys::process_alive(pid) {
+                flag.store(0, Ordering::Relaxed);
+                return Err(RingError::PeerGone { pid });
+            }
+            let left = timeout.saturating_sub(start.elapsed());
+            if left.is_zero() {
+                flag.store(0, Ordering::Relaxed);
+                return Ok(false);
+            }
+            let woke = sem
+                .wait_timeout(left.min(self.peer_check_slice()))
+                .map_err(|e| RingError::Wait {
+                    ring: self.base.clone(),
+                    detail: e.to_string(),
+                });
+            flag.store(0, Ordering::Relaxed);
+            woke?;
+            if ready() {
+                return Ok(true);
+            }
+            if self.kicked.swap(false, Ordering::AcqRel) {
+                return Ok(false);
+            }
+        }
+    }
+}
+
+/// Waits for space in a producer's ring from any thread (see
+/// [`RingProducer::space_waiter`]).
+#[derive(Debug, Clone)]
+pub struct SpaceWaiter {
+    pub(super) ring: Arc<ShmRing>,
+}
+
+impl SpaceWaiter {
+    /// Waits up to `timeout` until the consumer frees space after the producer last
+    /// found the ring full, closes, or is gone (an error).
+    pub fn wait(&self, timeout: Duration) -> Result<bool, RingError> {
+        self.wait_for(DEFAULT_SPIN, timeout)
+    }
+
+    pub(super) fn wait_for(&self, spin: Duration, timeout: Duration) -> Result<bool, RingError> {
+        let ring = &self.ring;
+        let seen = ring.full_at_head.load(Ordering::Acquire);
+        ring.wait(
+            spin,
+            timeout,
+            OFF_PRODUCER_WAITING,
+            OFF_CONSUMER_CLOSED,
+            &ring.space,
+            || ring.head().load(Ordering::Acquire) != seen,
+        )
+    }
+}
+
+/// Wakes a sleeping consumer of this process from another thread (see
+/// [`RingConsumer::waker`]): its current or next wait returns at once.
+#[derive(Debug, Clone)]
+pub struct RingWaker {
+    pub(super) ring: Arc<ShmRing>,
+}
+
+impl RingWaker {
+    /// Makes the consumer's wait return.
+    pub fn wake(&self) {
+        self.ring.kicked.store(true, Ordering::Release);
+        let _ = self.ring.data.post();
+    }
+}

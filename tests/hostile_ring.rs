@@ -1,0 +1,89 @@
+//! A plugin attacking its own ring segment: a real host, the test plugin's
+//! `hostile-ring` scenarios. Before the segments were sealed memory files handed over
+//! the control socket, `truncate -s 0` on a host's ring in `/dev/shm` killed the host
+//! with SIGBUS (exit 135) and left its names behind.
+
+mod common;
+
+use common::{recorded_state, shm_entries_of, wait_until, Fixture, WAIT};
+
+fn config(attack: &str) -> String {
+    format!(
+        r#"
+shutdown_timeout = "5s"
+
+[services.web.watchers.evil]
+type = "scripted"
+cfg = {{ scenario = "hostile-ring", attack = "{attack}", file = "attack.txt", once = "once", events = [
+    {{ name = "n1", status = "up", host = "10.0.0.1", port = 80 }},
+] }}
+
+[services.web.reactors.rec]
+type = "scripted"
+cfg = {{ scenario = "record", file = "r.jsonl", mark = true }}
+"#
+    )
+}
+
+fn fixture(attack: &str) -> Fixture {
+    let fixture = Fixture::new(&config(attack));
+    fixture.install_test_plugin("watcher", "scripted");
+    fixture.install_test_plugin("reactor", "scripted");
+    fixture
+}
+
+/// Guards against a plugin crashing the host through its ring (SIGBUS): the plugin
+/// cannot change its segment's size (EPERM), the host keeps serving, and no segment of
+/// the host has a name in `/dev/shm` for anyone to truncate.
+#[test]
+fn a_plugin_cannot_truncate_its_ring_and_the_host_keeps_serving() {
+    let fixture = fixture("truncate");
+    let mut host = fixture.start();
+    let pid = host.pid();
+    wait_until("the attack's report", WAIT, || {
+        fixture.lines("attack.txt").len() >= 2
+    });
+    let report = fixture.lines("attack.txt");
+    assert!(
+        report
+            .iter()
+            .all(|line| line.contains("Operation not permitted")),
+        "{report:?}"
+    );
+    wait_until("the watcher's node at the reactor", WAIT, || {
+        recorded_state(&fixture.lines("r.jsonl")).0.get("n1") == Some(&"up".to_owned())
+    });
+    assert!(host.is_running(), "the host died: {}", host.log());
+    let entries = shm_entries_of(pid);
+    assert!(
+        entries.iter().all(|e| e.starts_with("sem.")),
+        "a segment with a name in /dev/shm: {entries:?}"
+    );
+    host.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = host.wait(WAIT).expect("the host stops");
+    assert!(status.success(), "{status:?}: {}", host.log());
+    assert!(shm_entries_of(pid).is_empty());
+}
+
+/// Guards against a plugin crashing the host by unmapping its ring: the plugin dies
+/// (SIGSEGV), the host restarts it, and the next incarnation's events flow.
+#[test]
+fn a_plugin_that_unmaps_its_ring_is_restarted_and_the_host_survives() {
+    let fixture = fixture("unmap");
+    let mut host = fixture.start();
+    let pid = host.pid();
+    wait_until("the restarted watcher's node at the reactor", WAIT, || {
+        recorded_state(&fixture.lines("r.jsonl")).0.get("n1") == Some(&"up".to_owned())
+    });
+    assert!(fixture.path().join("once").exists(), "the attack ran");
+    assert!(
+        host.log().contains("plugin restarted"),
+        "the first incarnation died and was restarted: {}",
+        host.log()
+    );
+    assert!(host.is_running(), "the host died: {}", host.log());
+    host.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = host.wait(WAIT).expect("the host stops");
+    assert!(status.success(), "{status:?}: {}", host.log());
+    assert!(shm_entries_of(pid).is_empty());
+}
