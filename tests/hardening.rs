@@ -277,3 +277,50 @@ type = "burst"
         host.pids_of("watcher/burst").len() >= 2
     });
 }
+
+/// Review finding: a signal while a plugin has not said hello yet waited out the whole
+/// handshake timeout (10 s) before the start was called off; the boot now cuts the
+/// handshake at once. (The bound is generous against the 10 s of the bug.)
+#[test]
+fn a_signal_while_a_plugin_has_not_said_hello_stops_the_start_at_once() {
+    let fixture = Fixture::new(&format!(
+        r#"
+[services.s.watchers.w]
+type = "mute"
+{RECORDER}"#
+    ));
+    let script = fixture.path().join("plugins").join("receptor-watcher-mute");
+    let pid_file = fixture.path().join("mute.pid");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho $$ > {}\nexec sleep 60\n",
+            pid_file.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    fixture.install_test_plugin("reactor", "t");
+    let _leftover = KillOnDrop(pid_file.clone());
+    let mut host = fixture.start();
+    wait_until("the mute plugin", WAIT, || {
+        std::fs::read_to_string(&pid_file).is_ok_and(|p| !p.trim().is_empty())
+    });
+    host.signal(Signal::SIGTERM);
+    let asked = Instant::now();
+    let status = host.wait(WAIT).expect("the host exits");
+    let took = asked.elapsed();
+    let log = host.log();
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(
+        took < Duration::from_secs(8),
+        "the start took {took:?} to call off: {log}"
+    );
+    let pid: u32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    wait_until("the mute plugin gone", WAIT, || !common::alive(pid));
+}

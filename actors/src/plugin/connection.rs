@@ -7,6 +7,7 @@
 //! kills the whole process group.
 
 use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{Command, ExitStatus};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -143,6 +144,17 @@ pub struct PluginConnection {
 impl PluginConnection {
     /// Starts the plugin process and completes the handshake.
     pub fn launch(spec: &PluginSpec) -> Result<PluginConnection, PluginStartError> {
+        Self::launch_with(spec, |_| {})
+    }
+
+    /// [`launch`](Self::launch), handing `spawned` a copy of the host's end of the
+    /// control socket once the process runs and before the handshake: shutting that
+    /// copy down makes the handshake fail at once (how a boot is called off while a
+    /// plugin has not said hello yet).
+    pub fn launch_with(
+        spec: &PluginSpec,
+        spawned: impl FnOnce(UnixStream),
+    ) -> Result<PluginConnection, PluginStartError> {
         let name = spec.name();
         let (host_end, child_end) =
             socket_pair().map_err(|e| PluginStartError::Host(format!("socket pair: {e}")))?;
@@ -152,6 +164,10 @@ impl PluginConnection {
         child_end.prepare(&mut cmd, &secret);
         let mut child = PluginChild::spawn(&name, cmd)?;
         drop(child_end);
+        match host_end.try_clone() {
+            Ok(copy) => spawned(copy),
+            Err(e) => tracing::debug!(plugin = %name, "cannot copy the control socket: {e}"),
+        }
         let (conn, events) = match HostEnd::accept(host_end, &secret, HANDSHAKE_TIMEOUT) {
             Ok(accepted) => accepted,
             Err(e) => {

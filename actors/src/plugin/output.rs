@@ -125,7 +125,7 @@ pub(crate) fn forward(
             while let Ok(LineRead::Line { cut }) =
                 read_line_bounded(&mut reader, &mut line, MAX_LINE_BYTES)
             {
-                let mut text = String::from_utf8_lossy(&line).trim_end().to_owned();
+                let mut text = printable(String::from_utf8_lossy(&line).trim_end(), MAX_LINE_BYTES);
                 if cut {
                     text.push_str(&format!(" … [line cut at {MAX_LINE_BYTES} bytes]"));
                 }
@@ -144,8 +144,32 @@ pub(crate) fn forward(
     }
 }
 
-/// Logs one line of a plugin's output at the level it names.
+/// `text` cut at `max` bytes (on a character boundary, with a marker) and with its
+/// control characters written as escapes (`\u{1b}`), so that what a plugin prints can
+/// neither forge lines in the host's log nor drive the terminal that shows it.
+pub(crate) fn printable(text: &str, max: usize) -> String {
+    let mut cut = max.min(text.len());
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let mut out = String::with_capacity(cut);
+    for c in text[..cut].chars() {
+        if c.is_control() && c != '\t' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    if cut < text.len() {
+        out.push_str(&format!(" … [line cut at {max} bytes]"));
+    }
+    out
+}
+
+/// Logs one line of a plugin's output at the level it names (cut and escaped as
+/// [`printable`] does: notices from the control connection come here unprocessed).
 pub(crate) fn log_line(plugin: &str, stream: &str, line: &str) {
+    let line = printable(line, MAX_LINE_BYTES);
     let line = line.trim_start();
     if line.is_empty() {
         return;
@@ -170,6 +194,23 @@ mod tests {
     use std::io::{BufReader, Cursor, Read};
 
     use super::*;
+
+    /// Review finding: a notice's log line was neither cut nor escaped, and a plugin's
+    /// escape sequences reached the host's terminal.
+    #[test]
+    fn printable_text_is_cut_and_escaped() {
+        assert_eq!(printable("plain\ttext", 100), "plain\ttext");
+        assert_eq!(
+            printable("\u{1b}[2Jboom\rforged", 100),
+            "\\u{1b}[2Jboom\\rforged"
+        );
+        let long = "é".repeat(100);
+        let cut = printable(&long, 51);
+        assert!(
+            cut.starts_with(&"é".repeat(25)) && cut.ends_with("[line cut at 51 bytes]"),
+            "{cut}"
+        );
+    }
 
     fn lines_of(input: &[u8], max: usize) -> Vec<(String, bool)> {
         let mut reader = BufReader::with_capacity(4, Cursor::new(input.to_vec()));

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::os::fd::BorrowedFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -15,6 +15,12 @@ use super::{
     HostFrame, Notice, PluginFrame, Request, HELLO_BYTES, MAGIC, PROTOCOL_VERSION, WRITE_TIMEOUT,
 };
 use crate::codec;
+
+/// How many notices (and the final `Closed`) wait for the host's actor at most. When
+/// they are not taken, the reader stops reading: the plugin's writes block, and answers
+/// behind the notices wait too (a ping then fails, which restarts a plugin that floods).
+/// So a plugin cannot make the host buffer notices without bound.
+pub const NOTICE_QUEUE: usize = 16;
 
 /// Why a request got no success.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -100,7 +106,7 @@ impl HostEnd {
         }
         send(&writer, &HostFrame::Welcome, "control frame")?;
         stream.set_read_timeout(None)?;
-        let (events_tx, events) = mpsc::channel();
+        let (events_tx, events) = mpsc::sync_channel(NOTICE_QUEUE);
         let conn = HostEnd {
             writer,
             pending: Arc::default(),
@@ -203,7 +209,7 @@ fn read_loop(
     mut stream: UnixStream,
     pending: Pending,
     closed: Arc<Mutex<Option<String>>>,
-    events: Sender<HostEvent>,
+    events: SyncSender<HostEvent>,
 ) {
     let mut buf = Vec::new();
     let reason = loop {

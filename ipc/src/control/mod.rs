@@ -51,7 +51,7 @@ use bincode::{Decode, Encode};
 
 pub use frame::{read_frame, write_frame, FrameError};
 pub use handshake::{socket_pair, ChildEnd, HandshakeError, Secret};
-pub use host::{HostEnd, HostEvent, RequestError};
+pub use host::{HostEnd, HostEvent, RequestError, NOTICE_QUEUE};
 pub use plugin::{Incoming, Notifier, PluginEnd, RecvError};
 
 /// Identifies an endpoint (a service instance) within a plugin process; the host picks it.

@@ -16,9 +16,14 @@ use std::os::unix::net::UnixStream;
 use nix::errno::Errno;
 use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
 
-/// The most descriptors one read accepts; more is a protocol error (the rest are closed
-/// by the kernel and the read fails).
+/// The most descriptors one read accepts; more is a protocol error (all of them are
+/// closed and the read fails).
 pub const MAX_FDS: usize = 4;
+
+/// The most descriptors the kernel passes with one message (`SCM_MAX_FD`): the control
+/// buffer has room for them all, so the kernel never cuts a message's descriptors short
+/// (a cut makes `cmsgs()` fail before the installed descriptors could be owned).
+const SCM_MAX_FD: usize = 253;
 
 /// Sends `bytes` (at least the first of them) with `fds` attached; returns how many
 /// bytes went. The caller sends the rest with plain writes.
@@ -42,7 +47,7 @@ pub fn recv_with_fds(
     buf: &mut [u8],
     fds: &mut Vec<OwnedFd>,
 ) -> io::Result<usize> {
-    let mut space = nix::cmsg_space!([RawFd; MAX_FDS]);
+    let mut space = nix::cmsg_space!([RawFd; SCM_MAX_FD]);
     let mut iov = [IoSliceMut::new(buf)];
     let msg = loop {
         match recvmsg::<()>(
@@ -58,22 +63,28 @@ pub fn recv_with_fds(
     };
     let bytes = msg.bytes;
     let truncated = msg.flags.contains(MsgFlags::MSG_CTRUNC);
+    let mut received_fds = Vec::new();
     for cmsg in msg.cmsgs()? {
         if let ControlMessageOwned::ScmRights(received) = cmsg {
             for fd in received {
                 // SAFETY: the kernel has just installed `fd` in this process's table for
                 // this message; no other code knows its number yet, so the `OwnedFd` is
                 // its only owner and closes it exactly once.
-                fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
+                received_fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
             }
         }
     }
-    if truncated {
+    if truncated || received_fds.len() > MAX_FDS {
+        // Dropping them closes every one that arrived.
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("more than {MAX_FDS} file descriptors in one message"),
+            format!(
+                "{} file descriptors in one message, more than the {MAX_FDS} accepted",
+                received_fds.len()
+            ),
         ));
     }
+    fds.extend(received_fds);
     Ok(bytes)
 }
 
@@ -107,5 +118,36 @@ mod tests {
         assert_eq!(text, "shared");
         drop(a);
         assert_eq!(recv_with_fds(&b, &mut buf, &mut fds).unwrap(), 0);
+    }
+
+    /// Review finding: more than MAX_FDS descriptors on one message were installed by
+    /// the kernel, then `cmsgs()` failed on the cut message before they were owned: they
+    /// leaked. Now they all arrive, are owned, and are closed with the error.
+    #[test]
+    fn descriptors_beyond_the_limit_are_closed_not_leaked() {
+        use nix::fcntl::OFlag;
+        // Copies of a pipe's write end: the read end sees EOF only once every copy,
+        // the received ones included, is closed (a leaked one leaves it at EAGAIN).
+        let (read_end, write_end) =
+            nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC).unwrap();
+        let (a, b) = UnixStream::pair().unwrap();
+        let copies: Vec<BorrowedFd<'_>> = (0..MAX_FDS + 2).map(|_| write_end.as_fd()).collect();
+        send_with_fds(&a, b"x", &copies).unwrap();
+        drop(copies);
+        drop(write_end);
+        let mut fds = Vec::new();
+        let mut buf = [0u8; 1];
+        let err = recv_with_fds(&b, &mut buf, &mut fds).unwrap_err();
+        assert!(
+            err.to_string().contains("more than the 4 accepted"),
+            "{err}"
+        );
+        assert!(fds.is_empty());
+        let mut byte = [0u8; 1];
+        assert_eq!(
+            nix::unistd::read(read_end.as_raw_fd(), &mut byte),
+            Ok(0),
+            "a received descriptor of the oversized message is still open"
+        );
     }
 }

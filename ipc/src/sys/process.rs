@@ -39,12 +39,18 @@ pub fn inherit_fd(cmd: &mut Command, fd: RawFd) {
 static TAKEN: Mutex<BTreeSet<RawFd>> = Mutex::new(BTreeSet::new());
 
 /// Takes ownership of the descriptor a parent handed this process as number `fd` across
-/// `exec` (see [`inherit_fd`]): checks that it is open and not a standard stream, marks
-/// it close-on-exec so this process's own children do not inherit it, and returns its
-/// owner. A second call for the same number fails, so one inherited descriptor never
-/// gets two owners (two `OwnedFd`s would close it twice, the second time perhaps a
-/// descriptor opened meanwhile). Call it at start-up, before anything else in the
-/// process could have opened a descriptor under that number.
+/// `exec` (see [`inherit_fd`]): checks that it is open, not a standard stream and not
+/// close-on-exec, marks it close-on-exec so this process's own children do not inherit
+/// it, and returns its owner.
+///
+/// Why this is safe to offer as a safe function: a descriptor that crossed `exec` is not
+/// close-on-exec, while every descriptor Rust's standard library (and this crate) opens
+/// is, from the moment it is created. So a number that an owner in this process already
+/// holds (`File`, `UnixStream`, `OwnedFd` made by std) is refused, and so is a second
+/// take of the same number (the first one set close-on-exec; `TAKEN` also remembers
+/// it). One inherited descriptor never gets two owners that would close it twice. What
+/// is left is a descriptor opened by a raw call without `O_CLOEXEC` and owned by hand:
+/// code that does that already carries its own `unsafe`.
 pub fn take_inherited_fd(fd: RawFd) -> io::Result<OwnedFd> {
     let invalid = |what: String| io::Error::new(io::ErrorKind::InvalidInput, what);
     if fd < 3 {
@@ -56,13 +62,19 @@ pub fn take_inherited_fd(fd: RawFd) -> io::Result<OwnedFd> {
             "fd {fd} was already taken by this process"
         )));
     }
-    fcntl(fd, FcntlArg::F_GETFD).map_err(|e| invalid(format!("fd {fd}: {e}")))?;
+    let flags = fcntl(fd, FcntlArg::F_GETFD).map_err(|e| invalid(format!("fd {fd}: {e}")))?;
+    if FdFlag::from_bits_truncate(flags).contains(FdFlag::FD_CLOEXEC) {
+        return Err(invalid(format!(
+            "fd {fd} is close-on-exec: not a descriptor inherited from the parent (an owner in this process holds it)"
+        )));
+    }
     fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).map_err(io::Error::from)?;
     taken.insert(fd);
-    // SAFETY: `fd` is open (F_GETFD succeeded). It came from our parent by number, and
-    // `TAKEN` (checked and updated under its lock) guarantees no earlier call made an
-    // owner for it, so the `OwnedFd` is its sole owner in this process's safe code and
-    // closes it exactly once.
+    // SAFETY: `fd` is open (F_GETFD succeeded) and was not close-on-exec, so it crossed
+    // `exec` from our parent rather than being opened by an owner in this process (std
+    // and this crate open everything close-on-exec); `TAKEN`, checked and updated under
+    // its lock, and the close-on-exec flag now set guarantee no earlier or later call
+    // makes a second owner. The `OwnedFd` is its sole owner and closes it exactly once.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
@@ -90,6 +102,8 @@ mod tests {
     fn an_inherited_socket_is_taken_once() {
         let (ours, theirs) = UnixStream::pair().unwrap();
         let fd = theirs.into_raw_fd();
+        // As `exec` leaves an inherited descriptor: not close-on-exec.
+        fcntl(fd, FcntlArg::F_SETFD(FdFlag::empty())).unwrap();
         let taken = take_inherited_socket(fd).unwrap();
         let err = take_inherited_socket(fd).unwrap_err();
         assert!(err.to_string().contains("already taken"), "{err}");
@@ -99,6 +113,18 @@ mod tests {
         let mut byte = [0u8];
         (&taken).read_exact(&mut byte).unwrap();
         assert_eq!(&byte, b"x");
+    }
+
+    /// Review finding: a safe call could make a second owner of a descriptor that an
+    /// owner in this process holds. Such descriptors are close-on-exec and refused.
+    #[test]
+    fn a_descriptor_an_owner_holds_is_refused() {
+        let file = tempfile::tempfile().unwrap();
+        let err = take_inherited_fd(std::os::fd::AsRawFd::as_raw_fd(&file)).unwrap_err();
+        assert!(err.to_string().contains("close-on-exec"), "{err}");
+        // The file is still fine.
+        use std::io::Write;
+        (&file).write_all(b"still mine").unwrap();
     }
 
     #[test]

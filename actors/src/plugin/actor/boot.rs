@@ -3,6 +3,7 @@
 //! host call a boot off while it is in progress (a signal during start-up), so a plugin
 //! slow to answer cannot hold the host.
 
+use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -60,6 +61,9 @@ pub(super) struct BootGuard {
     /// The boot's connection once launched, so that calling off kills the process and
     /// every request in flight fails at once.
     conn: Mutex<Option<Arc<PluginConnection>>>,
+    /// Before that, a copy of the host's end of the control socket of a process that has
+    /// not said hello yet: calling off shuts it down, which ends the handshake at once.
+    handshake: Mutex<Option<UnixStream>>,
     done: AtomicBool,
     finished: tokio::sync::Notify,
 }
@@ -69,6 +73,14 @@ impl BootGuard {
     /// returns [`BootError::Aborted`] as soon as its current step fails.
     pub(super) fn abort(&self) {
         self.aborted.store(true, Ordering::Release);
+        if let Some(socket) = self
+            .handshake
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            let _ = socket.shutdown(std::net::Shutdown::Both);
+        }
         let conn = self
             .conn
             .lock()
@@ -95,7 +107,24 @@ impl BootGuard {
         }
     }
 
+    /// Keeps the copy of a launching process's control socket (see `handshake`).
+    fn launching(&self, socket: UnixStream) {
+        let mut slot = self
+            .handshake
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if self.is_aborted() {
+            let _ = socket.shutdown(std::net::Shutdown::Both);
+        } else {
+            *slot = Some(socket);
+        }
+    }
+
     fn publish(&self, conn: &Arc<PluginConnection>) -> Result<(), BootError> {
+        self.handshake
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         let mut slot = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
         if self.is_aborted() {
             return Err(BootError::Aborted);
@@ -105,6 +134,10 @@ impl BootGuard {
     }
 
     fn finish(&self) {
+        self.handshake
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         self.conn
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -142,7 +175,7 @@ fn boot_steps(
     instances: &[Instance],
     guard: &BootGuard,
 ) -> Result<Booted, BootError> {
-    let conn = PluginConnection::launch(spec)
+    let conn = PluginConnection::launch_with(spec, |socket| guard.launching(socket))
         .map_err(|e: PluginStartError| BootError::Launch(e.to_string()))?;
     let conn = Arc::new(conn);
     if let Err(aborted) = guard.publish(&conn) {

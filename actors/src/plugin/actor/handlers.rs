@@ -156,7 +156,12 @@ impl Handler<StopPlugin> for PluginProcess {
         let boot_over = self.call_off_boot();
         let conn = self.release();
         let stop = async move {
-            boot_over.await;
+            // A boot called off ends within moments (its process killed, its handshake
+            // cut); the deadline bounds the wait all the same.
+            let deadline = tokio::time::Instant::from_std(msg.deadline);
+            if tokio::time::timeout_at(deadline, boot_over).await.is_err() {
+                tracing::warn!("a boot called off was still running at the shutdown deadline");
+            }
             match conn {
                 Some(conn) => off_arbiter(move || conn.stop_by(msg.deadline))
                     .await
