@@ -207,6 +207,8 @@ fn etcd_restarted_the_watcher_reconnects_and_loses_or_repeats_nothing() {
     assert_eq!(lines, expect);
 }
 
+/// Also a regression test: the watch's read, interrupted by SIGSTOP/SIGCONT, failed
+/// with EINTR and took a reconnect instead of going on.
 #[test]
 fn a_revision_compacted_while_the_watcher_was_stopped_resyncs_to_etcds_state() {
     let etcd = EtcdServer::start();
@@ -223,7 +225,7 @@ fn a_revision_compacted_while_the_watcher_was_stopped_resyncs_to_etcds_state() {
     signal_pid(watcher, Signal::SIGSTOP);
     // Enough churn that the stopped watcher's connection backs up and etcd has to
     // replay it from history, which the compaction then removes.
-    let big = "x".repeat(16 * 1024);
+    let big = "x".repeat(256 * 1024);
     for round in 0..200u16 {
         let key = format!("{PREFIX}churn{}", round % 50);
         // Fields beyond host, port and meta are ignored.
@@ -261,6 +263,11 @@ fn a_revision_compacted_while_the_watcher_was_stopped_resyncs_to_etcds_state() {
         host.pids_of("watcher/etcd").len(),
         1,
         "the watcher was restarted"
+    );
+    assert!(
+        host.log().contains("was compacted"),
+        "no resync after the compaction: {}",
+        host.log()
     );
 }
 

@@ -251,7 +251,13 @@ impl Connection {
         }
         let len = self.buf.len();
         self.buf.resize(len + READ_SIZE, 0);
-        let read = self.stream.read(&mut self.buf[len..]);
+        let read = loop {
+            // A signal (SIGSTOP/SIGCONT of the process) interrupts a read: read again.
+            match self.stream.read(&mut self.buf[len..]) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
         self.buf.truncate(len + *read.as_ref().unwrap_or(&0));
         match read? {
             0 => Err(io::Error::new(
