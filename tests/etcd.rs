@@ -370,3 +370,58 @@ fn a_lost_lease_is_granted_again_and_every_node_put_again() {
     });
     assert!(t.host_a.log().contains("granting a new one"));
 }
+
+#[test]
+fn writes_failing_while_etcd_is_down_are_coalesced_and_land_when_it_is_back() {
+    let mut etcd = EtcdServer::start();
+    let port = common::free_port();
+    let a = registering_host(&etcd, port, "10s");
+    let host = a.start();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let node = |name: &str, kind: &str, port: u16| {
+        format!(r#"{{"name":"{name}","type":"{kind}","host":"10.0.0.1","port":{port}}}"#)
+    };
+    wait_until("host A's restapi taking a node", WAIT, || {
+        post(addr, "/service/web", &node("keep", "nodeup", 1)).is_some_and(|(s, _)| s == 200)
+    });
+    let mut client = etcd.client();
+    wait_until("keep registered", WAIT, || {
+        etcd_names(&mut client) == ["keep"]
+    });
+
+    etcd.kill();
+    // The pipeline goes on while etcd is away: every POST is taken at once.
+    for (name, kind, port) in [
+        ("moved", "nodeup", 1),
+        ("moved", "nodeup", 2),
+        ("gone", "nodeup", 3),
+        ("gone", "nodedown", 3),
+        ("keep", "nodedown", 1),
+        ("keep", "nodeup", 4),
+    ] {
+        let answer = post(addr, "/service/web", &node(name, kind, port));
+        assert_eq!(answer.map(|(s, _)| s), Some(200), "{name} {kind}");
+    }
+    wait_until("a failed write in the log", WAIT, || {
+        host.log().contains("cannot write the registrations")
+            || host.log().contains("cannot renew lease")
+    });
+    etcd.restart();
+    let mut client = etcd.client();
+    wait_until("etcd holding the final state", WAIT, || {
+        etcd_names(&mut client) == ["keep", "moved"]
+    });
+    let snapshot = client.range_prefix(PREFIX).unwrap();
+    let values: Vec<String> = snapshot
+        .kvs
+        .iter()
+        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        .collect();
+    assert_eq!(
+        values,
+        [
+            r#"{"host":"10.0.0.1","port":4}"#,
+            r#"{"host":"10.0.0.1","port":2}"#
+        ]
+    );
+}
