@@ -96,6 +96,14 @@ fn sync(etcd: &EtcdServer, plugin: &Path, count: u64) -> f64 {
     let start = now_ns();
     let host = host(etcd, plugin, prefix, count);
     let v = result(&host.path().join("result.json"), "sync");
+    // Where the time went, from the watcher's log line (read_ms: the range read).
+    if let Some(line) = host.log().lines().find(|l| l.contains("in sync with etcd")) {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
+        println!(
+            "watcher: {}",
+            v["fields"]["message"].as_str().unwrap_or(line)
+        );
+    }
     (v["last_ns"].as_u64().unwrap() - start) as f64 / 1e9
 }
 

@@ -56,7 +56,9 @@ fn session(
     close: &Close,
     backoff: &mut Backoff,
 ) -> Result<End, EtcdError> {
+    let started = Instant::now();
     let snapshot = client.range_prefix(state.prefix())?;
+    let read_ms = started.elapsed().as_millis() as u64;
     let revision = snapshot.revision;
     let nodes = state.reset(&snapshot);
     let count = nodes.len();
@@ -69,6 +71,7 @@ fn session(
         prefix = state.prefix(),
         revision,
         nodes = count,
+        read_ms,
         endpoint = client.endpoint(),
         "in sync with etcd"
     );
