@@ -425,3 +425,27 @@ fn writes_failing_while_etcd_is_down_are_coalesced_and_land_when_it_is_back() {
         ]
     );
 }
+
+#[test]
+fn a_prefix_of_100_000_keys_goes_over_as_one_full_list() {
+    let etcd = EtcdServer::start();
+    let mut client = etcd.client();
+    let count = 100_000;
+    let ops: Vec<receptor_etcd::Op> = (0..count)
+        .map(|i| receptor_etcd::Op::Put {
+            key: format!("{PREFIX}n{i:06}").into_bytes(),
+            value: value("127.0.0.1", 1 + (i % 60_000) as u16),
+            lease: 0,
+        })
+        .collect();
+    for chunk in ops.chunks(1000) {
+        client.txn(chunk).unwrap();
+    }
+    let fixture = watcher_host(&etcd, "");
+    let host = fixture.start();
+    wait_until("100,000 lines", WAIT * 4, || {
+        fixture.lines("events.log").len() >= count
+    });
+    assert_eq!(fixture.lines("events.log").len(), count);
+    assert!(host.log().contains("nodes=100000"), "not one full list");
+}
