@@ -449,3 +449,47 @@ fn a_prefix_of_100_000_keys_goes_over_as_one_full_list() {
     assert_eq!(fixture.lines("events.log").len(), count);
     assert!(host.log().contains("nodes=100000"), "not one full list");
 }
+
+#[test]
+fn with_auth_on_the_watcher_signs_in_with_username_and_password() {
+    let etcd = EtcdServer::start();
+    let mut admin = etcd.client();
+    let auth = |client: &mut Client, path: &'static str, body: serde_json::Value| {
+        client.call(path, &body).unwrap();
+    };
+    auth(
+        &mut admin,
+        "/v3/auth/role/add",
+        serde_json::json!({"name": "root"}),
+    );
+    auth(
+        &mut admin,
+        "/v3/auth/user/add",
+        serde_json::json!({"name": "root", "password": "s3cret"}),
+    );
+    auth(
+        &mut admin,
+        "/v3/auth/user/grant",
+        serde_json::json!({"user": "root", "role": "root"}),
+    );
+    auth(&mut admin, "/v3/auth/enable", serde_json::json!({}));
+    let mut settings = etcd.settings();
+    settings.credentials = Some(("root".into(), "s3cret".into()));
+    let mut client = Client::new(settings);
+    put(&mut client, "signed", 9001);
+
+    let fixture = watcher_host(&etcd, "");
+    let config = std::fs::read_to_string(fixture.path().join("Receptor.toml")).unwrap();
+    let config = config.replace(
+        "dial_timeout = \"1s\"",
+        "dial_timeout = \"1s\"\nusername = \"root\"\npassword = \"s3cret\"",
+    );
+    std::fs::write(fixture.path().join("Receptor.toml"), config).unwrap();
+    let _host = fixture.start();
+    wait_logged(&fixture, "signed", "up");
+    put(&mut client, "later", 9002);
+    wait_logged(&fixture, "later", "up");
+    // Without a token etcd refuses: the credentials are what let the watcher in.
+    let err = etcd.client().range_prefix(PREFIX).unwrap_err().to_string();
+    assert!(err.contains("refused"), "{err}");
+}
