@@ -5,7 +5,7 @@
 //! neither `protoc` nor a protobuf runtime to build: plain HTTP/1.1 and JSON. One
 //! [`Client`] keeps one connection alive for its requests and moves to the next
 //! endpoint when the current one cannot be reached; a watch gets a connection of its
-//! own ([`WatchStream`]).
+//! own ([`WatchStream`], in `watch`).
 
 use std::io;
 use std::time::Duration;
@@ -16,8 +16,9 @@ use serde_json::{json, Value};
 use thiserror::Error;
 
 use crate::config::Settings;
-use crate::http::{is_timeout, Connection};
+use crate::http::Connection;
 use crate::layout::range_end;
+use crate::watch::WatchStream;
 
 /// How long a request may wait for its answer.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -334,11 +335,7 @@ impl Client {
             return Err(self.refused(PATH, &value));
         }
         conn.set_read_timeout(Some(WATCH_POLL)).map_err(io_err)?;
-        Ok(WatchStream {
-            conn,
-            endpoint: self.endpoint().to_owned(),
-            pending: Vec::new(),
-        })
+        Ok(WatchStream::new(conn, self.endpoint()))
     }
 
     /// Applies `ops` in one transaction.
@@ -399,155 +396,26 @@ impl Client {
     }
 }
 
-/// What a watch reports.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WatchMessage {
-    /// The watch is set up.
-    Created,
-    /// Keys changed (possibly none: a progress report) as of `revision`.
-    Events {
-        /// The store's revision after these events.
-        revision: i64,
-        /// The changes, in order.
-        events: Vec<WatchEvent>,
-    },
-    /// The watch's start revision was compacted away: read again, then watch again.
-    Compacted {
-        /// The oldest revision still available.
-        revision: i64,
-    },
-    /// etcd cancelled the watch for another reason.
-    Canceled {
-        /// etcd's reason.
-        reason: String,
-    },
-}
-
-/// One key's change.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WatchEvent {
-    /// `key` now holds `value`.
-    Put {
-        /// The key.
-        key: Vec<u8>,
-        /// Its new value.
-        value: Vec<u8>,
-    },
-    /// `key` was deleted (or its lease expired).
-    Delete {
-        /// The key.
-        key: Vec<u8>,
-    },
-}
-
-/// A running watch: one HTTP answer that streams a JSON object per line.
-pub struct WatchStream {
-    conn: Connection,
-    endpoint: String,
-    pending: Vec<u8>,
-}
-
-impl WatchStream {
-    /// The next message; `Ok(None)` as soon as `stop()` holds (it is asked every
-    /// 100 ms while etcd is quiet). A closed connection is an error.
-    pub fn next(&mut self, stop: &dyn Fn() -> bool) -> Result<Option<WatchMessage>, EtcdError> {
-        const PATH: &str = "/v3/watch";
-        let err = |source| EtcdError::Io {
-            endpoint: self.endpoint.clone(),
-            path: PATH,
-            source,
-        };
-        loop {
-            if stop() {
-                return Ok(None);
-            }
-            let line = match self.conn.read_line(&mut self.pending) {
-                Ok(Some(line)) if line.iter().all(u8::is_ascii_whitespace) => continue,
-                Ok(Some(line)) => line,
-                Ok(None) => {
-                    return Err(err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "the watch stream ended",
-                    )))
-                }
-                Err(e) if is_timeout(&e) => continue,
-                Err(e) => return Err(err(e)),
-            };
-            let value: Value = serde_json::from_slice(&line).map_err(|e| EtcdError::BadAnswer {
-                endpoint: self.endpoint.clone(),
-                path: PATH,
-                reason: format!("a watch message is not JSON: {e}"),
-            })?;
-            return match value.get("result") {
-                Some(result) => Ok(Some(watch_message(result))),
-                None => Err(EtcdError::Refused {
-                    endpoint: self.endpoint.clone(),
-                    path: PATH,
-                    code: int_field(&value["error"], "grpc_code").unwrap_or(-1),
-                    message: value["error"]["message"].as_str().unwrap_or("").to_owned(),
-                }),
-            };
-        }
-    }
-}
-
-fn watch_message(result: &Value) -> WatchMessage {
-    let compact = int_field(result, "compact_revision").unwrap_or(0);
-    if compact > 0 {
-        return WatchMessage::Compacted { revision: compact };
-    }
-    if result.get("canceled").and_then(Value::as_bool) == Some(true) {
-        let reason = str_field(result, "cancel_reason").unwrap_or("no reason given");
-        return WatchMessage::Canceled {
-            reason: reason.to_owned(),
-        };
-    }
-    if result.get("created").and_then(Value::as_bool) == Some(true) {
-        return WatchMessage::Created;
-    }
-    let events = result.get("events").and_then(Value::as_array);
-    let events = events
-        .into_iter()
-        .flatten()
-        .filter_map(|e| {
-            let kv = e.get("kv")?;
-            let key = bytes_field(kv, "key")?;
-            // PUT is the enum's zero value, which the gateway leaves out.
-            Some(match str_field(e, "type") {
-                Some("DELETE") => WatchEvent::Delete { key },
-                _ => WatchEvent::Put {
-                    key,
-                    value: bytes_field(kv, "value").unwrap_or_default(),
-                },
-            })
-        })
-        .collect();
-    WatchMessage::Events {
-        revision: revision(result).unwrap_or(0),
-        events,
-    }
-}
-
-fn b64(bytes: &[u8]) -> String {
+pub(crate) fn b64(bytes: &[u8]) -> String {
     B64.encode(bytes)
 }
 
-fn str_field<'v>(v: &'v Value, name: &str) -> Option<&'v str> {
+pub(crate) fn str_field<'v>(v: &'v Value, name: &str) -> Option<&'v str> {
     v.get(name)?.as_str()
 }
 
-fn bytes_field(v: &Value, name: &str) -> Option<Vec<u8>> {
+pub(crate) fn bytes_field(v: &Value, name: &str) -> Option<Vec<u8>> {
     B64.decode(str_field(v, name)?).ok()
 }
 
 /// A 64-bit field, which the gateway writes as a string.
-fn int_field(v: &Value, name: &str) -> Option<i64> {
+pub(crate) fn int_field(v: &Value, name: &str) -> Option<i64> {
     match v.get(name)? {
         Value::String(s) => s.parse().ok(),
         other => other.as_i64(),
     }
 }
 
-fn revision(answer: &Value) -> Option<i64> {
+pub(crate) fn revision(answer: &Value) -> Option<i64> {
     int_field(answer.get("header")?, "revision")
 }

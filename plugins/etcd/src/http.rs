@@ -284,3 +284,64 @@ pub fn is_timeout(e: &io::Error) -> bool {
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::BufRead;
+    use std::net::TcpListener;
+    use std::sync::mpsc;
+
+    /// A server that reads one request head, then writes each piece it is sent.
+    fn server() -> (String, mpsc::Sender<Vec<u8>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (tx, rx) = mpsc::channel::<Vec<u8>>();
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut reader = io::BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap() > 2 {
+                line.clear();
+            }
+            for piece in rx {
+                stream.write_all(&piece).unwrap();
+            }
+        });
+        (addr, tx)
+    }
+
+    #[test]
+    fn a_chunked_stream_is_read_line_by_line_across_chunks_and_timeouts() {
+        let (addr, tx) = server();
+        let mut conn = Connection::connect(&addr, Duration::from_secs(5)).unwrap();
+        tx.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec())
+            .unwrap();
+        assert_eq!(conn.post("/v3/watch", None, b"{}").unwrap().status, 200);
+        conn.set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+        let mut pending = Vec::new();
+        tx.send(b"8\r\n{\"a\":1}\n\r\n4\r\n{\"b\"".to_vec())
+            .unwrap();
+        assert_eq!(conn.read_line(&mut pending).unwrap().unwrap(), b"{\"a\":1}");
+        // Half a line, then nothing: a timeout that loses nothing.
+        let err = conn.read_line(&mut pending).unwrap_err();
+        assert!(is_timeout(&err), "{err}");
+        tx.send(b"\r\n4\r\n:2}\n\r\n0\r\n\r\n".to_vec()).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        assert_eq!(conn.read_line(&mut pending).unwrap().unwrap(), b"{\"b\":2}");
+        assert_eq!(conn.read_line(&mut pending).unwrap(), None);
+        assert!(conn.is_reusable());
+    }
+
+    #[test]
+    fn a_content_length_body_is_read_whole() {
+        let (addr, tx) = server();
+        let mut conn = Connection::connect(&addr, Duration::from_secs(5)).unwrap();
+        tx.send(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 7\r\n\r\n{\"e\":".to_vec())
+            .unwrap();
+        tx.send(b"1}".to_vec()).unwrap();
+        assert_eq!(conn.post("/v3/kv/range", None, b"{}").unwrap().status, 400);
+        assert_eq!(conn.read_body().unwrap(), b"{\"e\":1}");
+    }
+}

@@ -10,6 +10,7 @@
 //! # Layout
 //! - [`http`]: just enough HTTP/1.1 (kept-alive requests, chunked streams).
 //! - [`client`]: [`Client`] (range, watch, txn, put, delete, leases) and [`EtcdError`].
+//! - [`watch`]: [`WatchStream`], a running watch read message by message.
 //! - [`layout`]: `<prefix><node name>` → `{"host","port","meta"?}`.
 //! - [`config`]: the `endpoints`, `dial_timeout`, `username`, `password` keys.
 //! - [`backoff`]: 100 ms doubling to 10 s, jittered.
@@ -21,7 +22,9 @@ pub mod config;
 pub mod http;
 pub mod layout;
 pub mod testing;
+pub mod watch;
 
 pub use backoff::Backoff;
-pub use client::{Client, EtcdError, Op, Snapshot, WatchEvent, WatchMessage, WatchStream};
+pub use client::{Client, EtcdError, Op, Snapshot};
 pub use config::{ClientConfig, Settings};
+pub use watch::{WatchEvent, WatchMessage, WatchStream};
