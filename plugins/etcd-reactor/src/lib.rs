@@ -26,6 +26,7 @@
 //! - `lib.rs`: the configuration and the [`Reactor`] implementation.
 //! - [`registry`]: the desired registrations, shared by the endpoint and its writer.
 //! - [`writer`]: the thread that writes them to etcd and keeps the lease.
+#![warn(missing_docs)]
 
 pub mod registry;
 pub mod writer;

@@ -23,6 +23,7 @@
 //! # Layout
 //! - `lib.rs`: the configuration and the [`Watcher`] implementation.
 //! - [`sync`]: one instance's loop: read, send the full list, watch, resync.
+#![warn(missing_docs)]
 
 pub mod sync;
 

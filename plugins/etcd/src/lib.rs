@@ -15,6 +15,7 @@
 //! - [`config`]: the `endpoints`, `dial_timeout`, `username`, `password` keys.
 //! - [`backoff`]: 100 ms doubling to 10 s, jittered.
 //! - [`testing`]: a real etcd server on loopback ports for tests and benches.
+#![warn(missing_docs)]
 
 pub mod backoff;
 pub mod client;
