@@ -42,6 +42,11 @@ impl Registry {
     pub fn apply(&self, event: &Event) {
         let mut state = self.lock();
         for node in event.nodes() {
+            if node.name.contains('/') {
+                // `<prefix>a/b` is not a node in the key layout: no watcher would see it.
+                tracing::warn!(node = %node.name, "skipped: a node name with '/' has no key");
+                continue;
+            }
             match node.status {
                 NodeStatus::Up => state.up.insert(node.name.clone(), node.clone()),
                 NodeStatus::Down => state.up.remove(&node.name),
@@ -162,6 +167,7 @@ mod tests {
                 Write::Delete("b".into())
             ]
         );
+        reg.apply(&Event::with_node("x/y", NodeStatus::Up, "h", 1));
         reg.retry(writes);
         reg.mark_all_up();
         assert_eq!(reg.dirty_len(), 2);
