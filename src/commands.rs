@@ -51,8 +51,12 @@ impl Failure {
 /// The plugin types linked into this binary.
 pub fn builtins() -> Builtins {
     Builtins {
-        watchers: vec![receptor_dummy::TYPE, receptor_restapi::TYPE],
-        reactors: vec![receptor_filelogger::TYPE],
+        watchers: vec![
+            receptor_dummy::TYPE,
+            receptor_etcd_watcher::TYPE,
+            receptor_restapi::TYPE,
+        ],
+        reactors: vec![receptor_etcd_reactor::TYPE, receptor_filelogger::TYPE],
     }
 }
 
@@ -108,6 +112,12 @@ fn plugin(kind: PluginKind, plugin_type: &str) -> Result<(), Failure> {
     match (kind, plugin_type) {
         (PluginKind::Watcher, receptor_dummy::TYPE) => {
             plugin_sdk::serve_watcher(receptor_dummy::Dummy)
+        }
+        (PluginKind::Watcher, receptor_etcd_watcher::TYPE) => {
+            plugin_sdk::serve_watcher(receptor_etcd_watcher::EtcdWatcher::default())
+        }
+        (PluginKind::Reactor, receptor_etcd_reactor::TYPE) => {
+            plugin_sdk::serve_reactor(receptor_etcd_reactor::EtcdReactor::default())
         }
         (PluginKind::Watcher, receptor_restapi::TYPE) => {
             plugin_sdk::serve_watcher(receptor_restapi::RestApi::default())

@@ -208,13 +208,13 @@ fn type_name_outside_the_alphabet_is_refused() {
 
 #[test]
 fn unknown_type_names_the_executable_and_plugin_dir() {
-    let fx = Fixture::new("[services.web.watchers.a]\ntype = \"etcd\"\n[services.web.reactors.b]\ntype = \"filelogger\"\n");
+    let fx = Fixture::new("[services.web.watchers.a]\ntype = \"consul\"\n[services.web.reactors.b]\ntype = \"filelogger\"\n");
     assert_config_error(
         &fx.check(),
         &[
             "services.web.watchers.a.type",
-            "plugin type 'etcd' not found",
-            "receptor-watcher-etcd",
+            "plugin type 'consul' not found",
+            "receptor-watcher-consul",
             "plugin_dir",
         ],
     );
@@ -336,9 +336,9 @@ fn cfg_must_be_a_table() {
 
 #[test]
 fn run_validates_before_anything_else() {
-    let fx = Fixture::new("[services.web.watchers.a]\ntype = \"etcd\"\n[services.web.reactors.b]\ntype = \"filelogger\"\n");
+    let fx = Fixture::new("[services.web.watchers.a]\ntype = \"consul\"\n[services.web.reactors.b]\ntype = \"filelogger\"\n");
     let out = fx.run(&["run"], &[]);
-    assert_config_error(&out, &["plugin type 'etcd' not found"]);
+    assert_config_error(&out, &["plugin type 'consul' not found"]);
 }
 
 #[test]
@@ -350,6 +350,8 @@ fn plugins_lists_the_builtins() {
     for (kind, name) in [
         ("watcher", "dummy"),
         ("watcher", "restapi"),
+        ("watcher", "etcd"),
+        ("reactor", "etcd"),
         ("reactor", "filelogger"),
     ] {
         assert!(

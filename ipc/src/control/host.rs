@@ -158,6 +158,14 @@ impl HostEnd {
             .unwrap_or_else(PoisonError::into_inner)
             .insert(id, tx);
         let frame = HostFrame::Request { id, request };
+        // A plugin that stops reading holds a write no longer than the request's own
+        // timeout (nor than WRITE_TIMEOUT).
+        let write_timeout = WRITE_TIMEOUT.min(timeout).max(Duration::from_millis(1));
+        let _ = self
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .set_write_timeout(Some(write_timeout));
         let sent = match fd {
             Some(fd) => send_with_fd(&self.writer, &frame, fd, "control frame"),
             None => send(&self.writer, &frame, "control frame"),
@@ -167,7 +175,15 @@ impl HostEnd {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .remove(&id);
-            return Err(RequestError::Disconnected(e.to_string()));
+            // A write that failed half-way leaves the stream out of step: the
+            // connection is over (the plugin sees it close and is restarted).
+            let reason = format!("cannot send a request to the plugin: {e}");
+            self.closed
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get_or_insert(reason.clone());
+            self.close();
+            return Err(RequestError::Disconnected(reason));
         }
         match rx.recv_timeout(timeout) {
             Ok(Ok(())) => Ok(()),
