@@ -324,3 +324,34 @@ type = "mute"
         .unwrap();
     wait_until("the mute plugin gone", WAIT, || !common::alive(pid));
 }
+
+/// Review finding: the start-up signal test only interrupted `Setup`, before any ring
+/// existed. Interrupted inside `Accept`, with the instance's ring made: nothing of it
+/// is left behind either.
+#[test]
+fn a_signal_during_accept_leaves_no_ring_behind() {
+    let fixture = Fixture::new(&format!(
+        r#"
+[services.s.watchers.w]
+type = "slow"
+cfg = {{ scenario = "slow-accept", file = "in-accept" }}
+{RECORDER}"#
+    ));
+    fixture.install_test_plugin("watcher", "slow");
+    fixture.install_test_plugin("reactor", "t");
+    let mut host = fixture.start();
+    let host_pid = host.pid();
+    wait_until("the plugin inside Accept", WAIT, || {
+        fixture.path().join("in-accept").exists()
+    });
+    let pids = host.plugin_pids();
+    host.signal(Signal::SIGINT);
+    let status = host.wait(WAIT).expect("the host exits");
+    let log = host.log();
+    assert_eq!(status.code(), Some(1), "as for a failed start: {log}");
+    assert!(log.contains("start-up interrupted by SIGINT"), "{log}");
+    for pid in pids {
+        wait_until("the plugins to be gone", WAIT, || !alive(pid));
+    }
+    assert_eq!(shm_entries_of(host_pid), Vec::<String>::new());
+}

@@ -11,6 +11,9 @@
 //! - `flood`: writes `count` bytes of `x` to stdout without a newline, then a newline
 //!   and the line `after the flood`, then waits for close.
 //!
+//! Watcher instance: `slow-accept` creates `file` (when given) and sleeps `after_ms`
+//! (default 10 minutes) in `Accept`.
+//!
 //! Any kind, global config: `slow-setup` creates `file` (when given) and sleeps
 //! `after_ms` (default ten minutes) inside `Setup`.
 //!
@@ -57,6 +60,17 @@ pub fn watcher(s: Scenario) -> plugin_sdk::Result<WatcherEndpoint> {
                 .status()?;
             Ok(())
         })),
+        // Accept that takes its time (the host has made the instance's ring by then).
+        "slow-accept" => {
+            if let Some(file) = &s.file {
+                std::fs::write(file, b"in accept")?;
+            }
+            std::thread::sleep(Duration::from_millis(s.after_ms.unwrap_or(600_000)));
+            Ok(watcher_endpoint(|_events, close| {
+                close.wait();
+                Ok(())
+            }))
+        }
         "setsid-child" => {
             let pid_file = s
                 .child_pid_file
