@@ -30,8 +30,7 @@ impl ShmRing {
     }
 
     /// Waits until `ready()` or `timeout`: spin with yields, then sleep on the semaphore at
-    /// `sem_off` with the
-    /// flag at `flag_off` raised. Returns whether `ready()` held; checks the peer's closed
+    /// `sem_off` with the flag at `flag_off` raised. Returns whether `ready()` held; checks the peer's closed
     /// flag (`peer_closed_off`: counts as ready, the caller sees it) and its process.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn wait(
