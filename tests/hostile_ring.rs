@@ -1,7 +1,9 @@
 //! A plugin attacking its own ring segment: a real host, the test plugin's
 //! `hostile-ring` scenarios. Before the segments were sealed memory files handed over
 //! the control socket, `truncate -s 0` on a host's ring in `/dev/shm` killed the host
-//! with SIGBUS (exit 135) and left its names behind.
+//! with SIGBUS (exit 135) and left its names behind; until the semaphores moved into
+//! the segment (ring layout 2), truncating a ring's named semaphore
+//! (`/dev/shm/sem.receptor-<host pid>-*`) did the same.
 
 mod common;
 
@@ -33,8 +35,8 @@ fn fixture(attack: &str) -> Fixture {
 }
 
 /// Guards against a plugin crashing the host through its ring (SIGBUS): the plugin
-/// cannot change its segment's size (EPERM), the host keeps serving, and no segment of
-/// the host has a name in `/dev/shm` for anyone to truncate.
+/// cannot change its segment's size (EPERM), the host keeps serving, and nothing of the
+/// host has a name in `/dev/shm` for anyone to truncate.
 #[test]
 fn a_plugin_cannot_truncate_its_ring_and_the_host_keeps_serving() {
     let fixture = fixture("truncate");
@@ -56,8 +58,37 @@ fn a_plugin_cannot_truncate_its_ring_and_the_host_keeps_serving() {
     assert!(host.is_running(), "the host died: {}", host.log());
     let entries = shm_entries_of(pid);
     assert!(
-        entries.iter().all(|e| e.starts_with("sem.")),
-        "a segment with a name in /dev/shm: {entries:?}"
+        entries.is_empty(),
+        "the host's entries in /dev/shm: {entries:?}"
+    );
+    host.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = host.wait(WAIT).expect("the host stops");
+    assert!(status.success(), "{status:?}: {}", host.log());
+    assert!(shm_entries_of(pid).is_empty());
+}
+
+/// Guards against a plugin crashing the host through the wake-up semaphores of its ring
+/// (SIGBUS when they were named semaphores in `/dev/shm` and the plugin truncated them):
+/// the plugin finds nothing of the host in `/dev/shm` to truncate, events flow, and the
+/// host stops cleanly.
+#[test]
+fn a_plugin_finds_no_semaphore_to_truncate_and_the_host_keeps_serving() {
+    let fixture = fixture("truncate-semaphores");
+    let mut host = fixture.start();
+    let pid = host.pid();
+    wait_until("the attack's report", WAIT, || {
+        !fixture.lines("attack.txt").is_empty()
+    });
+    let report = fixture.lines("attack.txt");
+    assert_eq!(report, ["nothing to truncate"], "the plugin found entries");
+    wait_until("the watcher's node at the reactor", WAIT, || {
+        recorded_state(&fixture.lines("r.jsonl")).0.get("n1") == Some(&"up".to_owned())
+    });
+    assert!(host.is_running(), "the host died: {}", host.log());
+    let entries = shm_entries_of(pid);
+    assert!(
+        entries.is_empty(),
+        "the host's entries in /dev/shm: {entries:?}"
     );
     host.signal(nix::sys::signal::Signal::SIGTERM);
     let status = host.wait(WAIT).expect("the host stops");

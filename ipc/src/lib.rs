@@ -9,11 +9,10 @@
 //! - [`event`]: `NodeInfo`, `NodeStatus`, `Event`, the per-watcher `Book`, and
 //!   `Pending`, the coalescing backlog of a slow reactor.
 //! - [`codec`]: bincode encoding of events and batches, with size limits for untrusted input.
-//! - [`sys`]: the raw OS calls (sealed memory files, mmap, named semaphores, descriptor
-//!   passing) and their `unsafe`.
+//! - [`sys`]: the raw OS calls (sealed memory files, mmap, futex semaphores in a
+//!   segment, descriptor passing) and their `unsafe`.
 //! - [`shm`]: `SharedSegment`, a shared-memory segment of fixed size and its descriptor.
-//! - [`semaphore`]: `NamedSemaphore`, a safe owner of a named POSIX semaphore.
-//! - [`names`]: the `/dev/shm` naming scheme and `sweep_stale` for names of dead hosts.
+//! - [`names`]: ring base names, and `sweep_stale` for what older hosts left in `/dev/shm`.
 //! - [`ring`]: `ShmRing`, the single-producer single-consumer record ring.
 //! - [`records`]: `Records`, byte records in one buffer (a drained batch, a piece).
 //! - [`control`]: the control protocol: frames, handshake, requests and both ends.
@@ -28,6 +27,5 @@ pub mod names;
 pub mod panic;
 pub mod records;
 pub mod ring;
-pub mod semaphore;
 pub mod shm;
 pub mod sys;

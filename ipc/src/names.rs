@@ -1,16 +1,16 @@
-//! The names of Receptor's shared-memory segments and semaphores, and the sweep that
-//! removes the ones a dead host left behind.
+//! The base names of Receptor's rings, and the sweep that removes what dead hosts of
+//! older versions left in `/dev/shm`.
 //!
-//! Every ring gets a base name `receptor-<host pid>-<16 random hex digits>`:
-//! - its semaphores are `/<base>-<role>` (the files `/dev/shm/sem.<base>-<role>`),
-//! - its segment is a memory file with no name in `/dev/shm` (see [`crate::shm`]); the
-//!   base name only labels it in `/proc/<pid>/fd`. Segments of hosts before that were
-//!   `/dev/shm/<base>`, and the sweep still removes those.
+//! Every ring gets a base name `receptor-<host pid>-<16 random hex digits>`. It only
+//! labels the ring: its segment is a memory file with no name in `/dev/shm` (see
+//! [`crate::shm`]), shown as `/memfd:<base>` in `/proc/<pid>/fd`, and its semaphores are
+//! words inside that segment ([`crate::ring`]). A running host has nothing in
+//! `/dev/shm`.
 //!
-//! The pid says whose the names are, so a host starting after a crash can remove what a
-//! dead host left ([`sweep_stale`]) and never touch a live host's. The random part, 64
-//! bits from the OS's generator, keeps other local users from guessing a name before it
-//! exists; the 0600 mode keeps them out once it does.
+//! Older hosts did: segments `/dev/shm/<base>`, and named semaphores
+//! `/dev/shm/sem.<base>-data` and `-space`. The pid in the name says whose they are, so
+//! a host starting after a crash of an older one removes them ([`sweep_stale`]) and
+//! never touches a live host's.
 
 use std::io;
 use std::path::Path;
@@ -18,7 +18,7 @@ use std::path::Path;
 /// Every name of ours starts with this.
 pub const PREFIX: &str = "receptor-";
 
-/// Where Linux keeps POSIX shared memory and named semaphores.
+/// Where Linux keeps POSIX shared memory and named semaphores (older hosts' leftovers).
 pub const SHM_DIR: &str = "/dev/shm";
 
 /// A fresh base name owned by this process.
@@ -28,11 +28,6 @@ pub fn new_base() -> String {
         std::process::id(),
         rand::random::<u64>()
     )
-}
-
-/// The semaphore name (for `sem_open`) of a base name and a role such as `data`.
-pub fn semaphore_name(base: &str, role: &str) -> String {
-    format!("/{base}-{role}")
 }
 
 /// Checks that a base name received from another process is one of ours: the prefix, a
@@ -76,7 +71,8 @@ pub struct Swept {
     pub kept: usize,
 }
 
-/// Removes from `/dev/shm` every segment and semaphore of ours whose host pid is dead.
+/// Removes from `/dev/shm` every segment and named semaphore of ours (left by hosts of
+/// older versions) whose host pid is dead.
 pub fn sweep_stale() -> io::Result<Swept> {
     sweep_stale_in(Path::new(SHM_DIR), PREFIX)
 }

@@ -92,7 +92,7 @@ pub enum Request {
         instance: String,
         /// The instance's `cfg` as JSON.
         cfg: String,
-        /// The base name of the instance's ring (its semaphores' names); the ring's
+        /// The base name of the instance's ring (its label in errors); the ring's
         /// segment travels beside this frame as a file descriptor.
         ring: String,
     },

@@ -29,7 +29,7 @@ impl std::fmt::Debug for RingConsumer {
 }
 
 impl RingConsumer {
-    /// Creates a ring (a sealed segment, and semaphores of mode 0600) whose consumer is this process.
+    /// Creates a ring (a sealed segment, semaphores included) whose consumer is this process.
     pub fn create(cfg: RingConfig) -> Result<RingConsumer, OpenError> {
         Ok(Self::new(ShmRing::create(cfg)?))
     }
@@ -107,7 +107,7 @@ impl RingConsumer {
         let start = self.head;
         self.head = tail;
         self.ring.head().store(tail, Ordering::Release);
-        self.ring.wake(OFF_PRODUCER_WAITING, &self.ring.space);
+        self.ring.wake(OFF_PRODUCER_WAITING, OFF_SPACE_SEM);
         let (capacity, max_record) = (self.ring.capacity, self.ring.max_record);
         let parsed = parse(&bytes[base..], start, capacity, max_record, &mut |r| {
             spans.push(base + r.start..base + r.end)
@@ -172,7 +172,7 @@ impl RingConsumer {
             timeout,
             OFF_CONSUMER_WAITING,
             OFF_PRODUCER_CLOSED,
-            &self.ring.data,
+            OFF_DATA_SEM,
             || self.ring.tail().load(Ordering::Acquire) != head,
         )
     }
@@ -190,6 +190,6 @@ impl Drop for RingConsumer {
         self.ring
             .flag(OFF_CONSUMER_CLOSED)
             .store(1, Ordering::Release);
-        let _ = self.ring.space.post();
+        self.ring.post(OFF_SPACE_SEM);
     }
 }

@@ -10,7 +10,9 @@ use std::time::Duration;
 /// The header's magic number ("RCPTRING").
 pub const MAGIC: u64 = u64::from_le_bytes(*b"RCPTRING");
 /// The layout version this build reads and writes.
-pub const LAYOUT_VERSION: u32 = 1;
+/// Version 2 moved the two wake-up semaphores from named semaphores in `/dev/shm`
+/// into the segment (offsets 384 and 448).
+pub const LAYOUT_VERSION: u32 = 2;
 /// The longest a waiter spins (yielding) before it sleeps.
 pub const DEFAULT_SPIN: Duration = Duration::from_micros(50);
 /// The longest single sleep of a ring wait: the peer (closed flag, process) is checked
@@ -29,7 +31,17 @@ pub(super) const OFF_PRODUCER_WAITING: usize = 140;
 pub(super) const OFF_HEAD: usize = 256;
 pub(super) const OFF_CONSUMER_CLOSED: usize = 264;
 pub(super) const OFF_CONSUMER_WAITING: usize = 268;
+/// The `data` semaphore's count (the consumer sleeps on it), on a line of its own.
+pub(super) const OFF_DATA_SEM: usize = 384;
+/// The `space` semaphore's count (the producer sleeps on it when the ring is full).
+pub(super) const OFF_SPACE_SEM: usize = 448;
 pub(super) const OFF_DATA: usize = 512;
+
+// The semaphore words are 4-aligned, apart from each other and from the lines the
+// positions live on, and inside the header.
+const _: () = assert!(OFF_DATA_SEM.is_multiple_of(64) && OFF_SPACE_SEM.is_multiple_of(64));
+const _: () = assert!(OFF_HEAD + 16 <= OFF_DATA_SEM && OFF_DATA_SEM + 4 <= OFF_SPACE_SEM);
+const _: () = assert!(OFF_SPACE_SEM + 4 <= OFF_DATA);
 
 pub(super) const LEN_BYTES: usize = 4;
 pub(super) const WRAP: u32 = u32::MAX;

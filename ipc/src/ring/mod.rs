@@ -1,12 +1,14 @@
 //! `ShmRing`: a single-producer, single-consumer ring of byte records in shared memory,
-//! with named-semaphore wake-ups.
+//! with wake-up semaphores inside the same segment.
 //!
 //! One ring carries one session's events one way: a watcher plugin produces and the host
 //! consumes, or the host produces and a reactor plugin consumes. The host always creates
-//! the ring ([`RingProducer::create`] / [`RingConsumer::create`]) and unlinks its names
-//! when its end drops. The segment is a sealed memory file ([`crate::shm`]) whose
-//! descriptor the host hands to the plugin over the control socket; the plugin opens the
-//! ring with it and the base name, which names the semaphores.
+//! the ring ([`RingProducer::create`] / [`RingConsumer::create`]). The whole ring,
+//! positions, flags, wake-up semaphores and data, is one sealed memory file
+//! ([`crate::shm`]) whose descriptor the host hands to the plugin over the control
+//! socket; the plugin opens the ring with it and the base name (which only labels the
+//! ring in errors and `/proc/<pid>/fd`). Nothing of a ring has a name in `/dev/shm`:
+//! nothing to unlink, to leave behind, or for another process to open or truncate.
 //!
 //! # Layout
 //! ```text
@@ -15,6 +17,8 @@
 //!             capacity (u64) | creator pid (u32) | unused (u32, was the opener pid)
 //! offset 128  producer line: tail (u64) | producer closed (u32) | producer waiting (u32)
 //! offset 256  consumer line: head (u64) | consumer closed (u32) | consumer waiting (u32)
+//! offset 384  `data` semaphore: its count (u32), the consumer sleeps on it
+//! offset 448  `space` semaphore: its count (u32), the producer sleeps on it
 //! offset 512  data: `capacity` bytes, a power of two
 //! ```
 //! The two positions are free-running byte counters (the index is `pos & (capacity-1)`)
@@ -34,8 +38,9 @@
 //! the ring ahead of a buffered socket.
 //!
 //! # Wake-ups
-//! Each direction has a named POSIX semaphore: `data` (the consumer sleeps on it) and
-//! `space` (the producer sleeps on it when the ring is full). A waiter first spins for up
+//! The ring has two semaphores in its header: `data` (the consumer sleeps on it) and
+//! `space` (the producer sleeps on it when the ring is full), each a count in the
+//! segment slept on with a shared futex ([`crate::sys::semaphore`]). A waiter first spins for up
 //! to [`DEFAULT_SPIN`] calling `sched_yield` between checks, then stores its "waiting"
 //! flag, issues a full fence, checks once more, and sleeps. The other side publishes its
 //! position, issues a full fence, and posts only if the flag was set (swapping it to 0 so
@@ -66,15 +71,26 @@
 //! names the ring and the offset; the ring is then broken for good. All access goes
 //! through [`Mapping`](crate::sys::shm::Mapping)'s bounds-checked copies, and the
 //! segment's size is sealed, so a peer cannot shrink it under our mapping (which would
-//! turn an in-bounds access into a SIGBUS).
+//! turn an in-bounds access into a SIGBUS): that holds for the semaphores too, which are
+//! words of the segment, so a post or a wait can never fault.
 //!
-//! # Why not `raw_sync`
+//! The semaphores' counts are as untrusted as the rest. A peer that writes them can
+//! cause spurious wake-ups (every wake is followed by a re-check of the condition) or a
+//! lost post (every sleep ends within [`PEER_CHECK_SLICE`] and re-checks), never a
+//! fault, an abort or an unbounded block; an error from the kernel is a
+//! [`RingError::Wait`], never a panic. That is why they are not glibc's `sem_t`
+//! (`sem_init` with `pshared`): glibc takes the futex operation it issues from a word of
+//! the `sem_t` itself, and a peer scribbling on it makes glibc abort the host (see
+//! [`crate::sys::semaphore`]). The futex operations, flags and clock are ours.
+//!
+//! # Why not `raw_sync`, or named semaphores
 //! `raw_sync`'s events and mutexes live inside the shared segment as pthread objects:
 //! a peer that dies holding one (or scribbles over it) can wedge the other side, and its
-//! waits cannot be combined with a liveness check. Named semaphores keep the wake-up
-//! state in the kernel, outside the untrusted segment, have native timed waits, and
-//! their names follow a sweepable scheme ([`crate::names`]); the atomics in the
-//! segment carry only positions and flags, which are validated on every read.
+//! waits cannot be combined with a liveness check. Named POSIX semaphores (what rings
+//! used before layout version 2) are files in `/dev/shm` that any process of the same
+//! user can truncate, after which the host's next `sem_post` touched a page past the end
+//! of the file and died of SIGBUS. A futex count in the sealed segment has neither
+//! problem: it holds no lock, its waits are timed, and its memory cannot go away.
 
 mod consumer;
 mod layout;
@@ -86,8 +102,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::names;
-use crate::semaphore::NamedSemaphore;
 use crate::shm::SharedSegment;
+use crate::sys::semaphore::SegmentSemaphore;
 use crate::sys::shm::Mapping;
 
 pub use consumer::RingConsumer;
@@ -108,15 +124,6 @@ pub enum OpenError {
     /// The segment could not be created or mapped.
     #[error(transparent)]
     Segment(#[from] crate::shm::SegmentError),
-    /// A semaphore could not be created or opened.
-    #[error("semaphore '{name}': {source}")]
-    Semaphore {
-        /// Its name.
-        name: String,
-        /// The OS error.
-        #[source]
-        source: std::io::Error,
-    },
     /// The segment's header does not describe a ring this build can use.
     #[error("ring '{name}': {detail}")]
     Header {
@@ -165,11 +172,10 @@ pub enum RingError {
     },
 }
 
-/// What both ends share: the mapping, the semaphores and the validated header values.
+/// What both ends share: the mapping (with the semaphores in it) and the validated
+/// header values.
 pub struct ShmRing {
     segment: SharedSegment,
-    data: NamedSemaphore,
-    space: NamedSemaphore,
     base: String,
     capacity: u64,
     max_record: usize,
@@ -211,14 +217,11 @@ impl ShmRing {
         cfg.check().map_err(OpenError::Config)?;
         let base = names::new_base();
         let segment = SharedSegment::create(&base, OFF_DATA + cfg.capacity)?;
-        let sem = |role: &str| {
-            let name = names::semaphore_name(&base, role);
-            NamedSemaphore::create(&name).map_err(|source| OpenError::Semaphore { name, source })
-        };
-        // Dropping what was made so far unlinks it if the second semaphore fails.
-        let data = sem("data")?;
-        let space = sem("space")?;
         let m = segment.mapping();
+        // The semaphores start at 0, as a fresh memory file does: written anyway, so the
+        // layout does not silently depend on it. The peer sees the segment only later.
+        word32(m, OFF_DATA_SEM).store(0, Ordering::Relaxed);
+        word32(m, OFF_SPACE_SEM).store(0, Ordering::Relaxed);
         word32(m, OFF_VERSION).store(LAYOUT_VERSION, Ordering::Relaxed);
         word32(m, OFF_MAX_RECORD).store(cfg.max_record as u32, Ordering::Relaxed);
         word64(m, OFF_CAPACITY).store(cfg.capacity as u64, Ordering::Relaxed);
@@ -226,8 +229,6 @@ impl ShmRing {
         word64(m, OFF_MAGIC).store(MAGIC, Ordering::Release);
         Ok(ShmRing {
             segment,
-            data,
-            space,
             base,
             capacity: cfg.capacity as u64,
             max_record: cfg.max_record,
@@ -278,18 +279,10 @@ impl ShmRing {
                 m.len()
             )));
         }
-        let sem = |role: &str| {
-            let name = names::semaphore_name(base, role);
-            NamedSemaphore::open(&name).map_err(|source| OpenError::Semaphore { name, source })
-        };
-        let data = sem("data")?;
-        let space = sem("space")?;
         let creator_pid = word32(m, OFF_CREATOR_PID).load(Ordering::Relaxed);
         Ok(ShmRing {
             base: base.to_owned(),
             segment,
-            data,
-            space,
             capacity,
             max_record,
             creator: false,
@@ -314,6 +307,12 @@ impl ShmRing {
 
     fn flag(&self, off: usize) -> &AtomicU32 {
         word32(self.m(), off)
+    }
+
+    /// The semaphore whose count is at `off` ([`OFF_DATA_SEM`] or [`OFF_SPACE_SEM`]),
+    /// borrowed from the mapping: it cannot outlive it.
+    fn sem(&self, off: usize) -> SegmentSemaphore<'_> {
+        SegmentSemaphore::new(word32(self.m(), off))
     }
 
     /// The base name the other end opens the ring by.

@@ -29,7 +29,7 @@ impl std::fmt::Debug for RingProducer {
 }
 
 impl RingProducer {
-    /// Creates a ring (a sealed segment, and semaphores of mode 0600) whose producer is this process.
+    /// Creates a ring (a sealed segment, semaphores included) whose producer is this process.
     pub fn create(cfg: RingConfig) -> Result<RingProducer, OpenError> {
         Ok(Self::new(ShmRing::create(cfg)?))
     }
@@ -122,7 +122,7 @@ impl RingProducer {
         }
         if written > 0 {
             self.ring.tail().store(self.tail, Ordering::Release);
-            self.ring.wake(OFF_CONSUMER_WAITING, &self.ring.data);
+            self.ring.wake(OFF_CONSUMER_WAITING, OFF_DATA_SEM);
         }
         Ok(written)
     }
@@ -180,6 +180,6 @@ impl Drop for RingProducer {
         self.ring
             .flag(OFF_PRODUCER_CLOSED)
             .store(1, Ordering::Release);
-        let _ = self.ring.data.post();
+        self.ring.post(OFF_DATA_SEM);
     }
 }

@@ -10,19 +10,27 @@ use std::time::{Duration, Instant};
 use super::*;
 
 impl ShmRing {
-    /// Wakes the other side if it sleeps on `sem` with its flag at `flag_off` set.
-    pub(super) fn wake(&self, flag_off: usize, sem: &NamedSemaphore) {
+    /// Wakes the other side if it sleeps on the semaphore at `sem_off` with its flag at
+    /// `flag_off` set.
+    pub(super) fn wake(&self, flag_off: usize, sem_off: usize) {
         fence(Ordering::SeqCst);
         let flag = self.flag(flag_off);
         if flag.load(Ordering::Relaxed) != 0 && flag.swap(0, Ordering::SeqCst) != 0 {
-            if let Err(e) = sem.post() {
-                tracing::warn!(ring = %self.base, "cannot post semaphore {}: {e}", sem.name());
+            if let Err(e) = self.sem(sem_off).post() {
+                tracing::warn!(ring = %self.base, "cannot post semaphore at {sem_off}: {e}");
             }
         }
     }
 
-    /// Waits until `ready()` or `timeout`: spin with yields, then sleep on `sem` with the
-    /// flag at `flag_off` raised. Returns whether `ready()` held; checks the peer's closed
+    /// Posts the semaphore at `sem_off` unconditionally (a close, a [`RingWaker`]).
+    pub(super) fn post(&self, sem_off: usize) {
+        if let Err(e) = self.sem(sem_off).post() {
+            tracing::warn!(ring = %self.base, "cannot post semaphore at {sem_off}: {e}");
+        }
+    }
+
+    /// Waits until `ready()` or `timeout`: spin with yields, then sleep on the semaphore at
+    /// `sem_off` with the flag at `flag_off` raised. Returns whether `ready()` held; checks the peer's closed
     /// flag (`peer_closed_off`: counts as ready, the caller sees it) and its process.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn wait(
@@ -31,7 +39,7 @@ impl ShmRing {
         timeout: Duration,
         flag_off: usize,
         peer_closed_off: usize,
-        sem: &NamedSemaphore,
+        sem_off: usize,
         ready: impl Fn() -> bool,
     ) -> Result<bool, RingError> {
         let start = Instant::now();
@@ -65,7 +73,8 @@ impl ShmRing {
                 flag.store(0, Ordering::Relaxed);
                 return Ok(false);
             }
-            let woke = sem
+            let woke = self
+                .sem(sem_off)
                 .wait_timeout(left.min(self.peer_check_slice()))
                 .map_err(|e| RingError::Wait {
                     ring: self.base.clone(),
@@ -105,7 +114,7 @@ impl SpaceWaiter {
             timeout,
             OFF_PRODUCER_WAITING,
             OFF_CONSUMER_CLOSED,
-            &ring.space,
+            OFF_SPACE_SEM,
             || ring.head().load(Ordering::Acquire) != seen,
         )
     }
@@ -122,6 +131,6 @@ impl RingWaker {
     /// Makes the consumer's wait return.
     pub fn wake(&self) {
         self.ring.kicked.store(true, Ordering::Release);
-        let _ = self.ring.data.post();
+        self.ring.post(OFF_DATA_SEM);
     }
 }

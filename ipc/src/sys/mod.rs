@@ -9,8 +9,9 @@
 //!   to the plain bytes is ever formed, so a peer racing on or corrupting the segment can
 //!   make us read garbage, never touch memory outside it.
 //! - [`fdpass`]: descriptors received with `SCM_RIGHTS` become owned at once.
-//! - [`semaphore::RawSemaphore`]: `sem_*` calls on a handle from a successful
-//!   `sem_open`, closed exactly once; timed waits on the monotonic clock.
+//! - [`semaphore::SegmentSemaphore`]: `futex` wake and timed wait (monotonic clock) on
+//!   a borrowed, aligned `u32` of a live mapping; the operation is always one of our
+//!   constants, never read from the shared memory (unlike glibc's `sem_t`).
 //! - [`process`]: what runs between `fork` and `exec` in a child, and taking an
 //!   inherited descriptor once.
 //! - [`alloc::Counting`]: forwards every call to the wrapped allocator unchanged.

@@ -1,123 +1,123 @@
-//! Named POSIX semaphores (`sem_open`), the wake-up line between two processes.
+//! The wake-up line between two processes: a counting semaphore that is one `u32` in a
+//! shared segment, slept on and woken with the `futex` system call.
 //!
-//! [`RawSemaphore`] is the handle `sem_open` returns, closed on drop. Creating, opening,
-//! posting, timed waiting and unlinking are the whole surface; ownership (who unlinks)
-//! is the business of [`crate::semaphore::NamedSemaphore`].
+//! # Why not `sem_init(pshared = 1)`
+//! A ring's semaphores live in the ring's sealed segment, which the peer (an untrusted
+//! plugin) can write at any time. glibc's process-shared `sem_t` is not safe there: on
+//! every `sem_post`/`sem_wait` glibc reads the `private` word *from the semaphore* and
+//! turns it into the futex operation it issues. A peer that writes two words of the
+//! `sem_t` (a waiter count and `private = 0x7f`) makes the host's next `sem_post` issue
+//! an unknown futex operation; the kernel answers `ENOSYS` and glibc calls
+//! `futex_fatal_error`, which aborts the process ("The futex facility returned an
+//! unexpected error code", exit 134). Other values turn a post into a `FUTEX_WAIT`
+//! without a timeout (a hang) or a PI-futex operation.
+//!
+//! [`SegmentSemaphore`] keeps nothing but the count in the shared word; the futex
+//! operations, their flags and the clock are constants of this module, never read from
+//! the segment. What a hostile peer can do to the word is set the count: a high count
+//! gives spurious wake-ups (the ring re-checks its condition after every wake), a zero
+//! count loses a post (the waiter's sleep is bounded and it re-checks then), and no
+//! value makes a post or a wait fault, block without a deadline, or abort. Any error
+//! the kernel reports is returned to the caller (the ring maps it to its `Wait` error).
+//!
+//! The futex is shared (no `FUTEX_PRIVATE_FLAG`): the kernel keys it by the page of the
+//! memory file, so both processes' mappings meet on the same word. `FUTEX_WAIT_BITSET`
+//! takes an absolute deadline on `CLOCK_MONOTONIC` (without `FUTEX_CLOCK_REALTIME`), so
+//! a step of the wall clock neither stretches nor cuts a wait; it needs Linux 2.6.25 or
+//! later and no particular libc (the system call is made directly). The word needs no
+//! initialisation beyond the zeroes of a fresh memory file and no destruction: it is
+//! plain memory, gone with the segment.
 
-use std::ffi::CString;
 use std::io;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-/// An open named semaphore.
-pub struct RawSemaphore {
-    sem: *mut libc::sem_t,
+/// A counting semaphore in a shared `u32` (a ring's `data` or `space` word), borrowed
+/// from the mapping it lives in, so it cannot outlive it.
+#[derive(Debug, Clone, Copy)]
+pub struct SegmentSemaphore<'a> {
+    word: &'a AtomicU32,
 }
 
-// SAFETY: a `sem_t*` from `sem_open` may be used from any thread: POSIX semaphores are
-// designed for concurrent `sem_post`/`sem_wait` by many threads and processes, and the
-// handle itself is only closed in `Drop`, which runs once.
-unsafe impl Send for RawSemaphore {}
-// SAFETY: see the `Send` impl: every operation on a shared `&RawSemaphore` is thread-safe.
-unsafe impl Sync for RawSemaphore {}
-
-fn c_name(name: &str) -> io::Result<CString> {
-    CString::new(name).map_err(|_| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "semaphore name contains a NUL byte",
-        )
-    })
-}
-
-impl RawSemaphore {
-    /// Creates `name` (which starts with `/`) with value 0 and mode 0600; fails if it
-    /// exists.
-    pub fn create(name: &str) -> io::Result<RawSemaphore> {
-        let c = c_name(name)?;
-        let mode: libc::c_uint = 0o600;
-        let initial: libc::c_uint = 0;
-        // SAFETY: `c` is a valid NUL-terminated string that outlives the call; with
-        // O_CREAT, sem_open reads exactly the two variadic arguments passed (mode_t
-        // promoted to unsigned int, and the initial value), as POSIX specifies.
-        let sem =
-            unsafe { libc::sem_open(c.as_ptr(), libc::O_CREAT | libc::O_EXCL, mode, initial) };
-        if sem == libc::SEM_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(RawSemaphore { sem })
+impl<'a> SegmentSemaphore<'a> {
+    /// The semaphore whose count is `word` (in a shared mapping, or any memory of this
+    /// process: the operations are sound on any live, aligned `u32`).
+    pub fn new(word: &'a AtomicU32) -> SegmentSemaphore<'a> {
+        SegmentSemaphore { word }
     }
 
-    /// Opens the existing semaphore `name`.
-    pub fn open(name: &str) -> io::Result<RawSemaphore> {
-        let c = c_name(name)?;
-        // SAFETY: `c` is a valid NUL-terminated string; without O_CREAT no variadic
-        // arguments are read.
-        let sem = unsafe { libc::sem_open(c.as_ptr(), 0) };
-        if sem == libc::SEM_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(RawSemaphore { sem })
-    }
-
-    /// Removes the name; processes that have it open keep using it.
-    pub fn unlink(name: &str) -> io::Result<()> {
-        let c = c_name(name)?;
-        // SAFETY: `c` is a valid NUL-terminated string for the duration of the call.
-        if unsafe { libc::sem_unlink(c.as_ptr()) } == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
-    }
-
-    /// Adds one to the value, waking one waiter.
+    /// Adds one to the count and wakes one sleeper. The count wraps at `u32::MAX` (only
+    /// a peer's scribbling gets it there), which loses that post, nothing more.
     pub fn post(&self) -> io::Result<()> {
-        // SAFETY: `self.sem` came from a successful sem_open and is not closed until drop.
-        if unsafe { libc::sem_post(self.sem) } == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
+        self.word.fetch_add(1, Ordering::Release);
+        futex(self.word, libc::FUTEX_WAKE, 1, None).map(drop)
     }
 
-    /// Takes one if the value is positive, without waiting; true if it took one.
+    /// Takes one if the count is positive, without waiting; true if it took one.
     pub fn try_wait(&self) -> bool {
-        // SAFETY: as in `post`.
-        unsafe { libc::sem_trywait(self.sem) == 0 }
+        self.word
+            .fetch_update(Ordering::Acquire, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok()
     }
 
     /// Waits until it can take one or `timeout` passes; true if it took one. Interrupted
-    /// waits are resumed. The deadline is on the monotonic clock, so a step of the wall
-    /// clock (an NTP correction, an operator's `date -s`) neither stretches nor cuts it.
+    /// and spurious wake-ups are resumed. The deadline is on the monotonic clock.
     pub fn wait_timeout(&self, timeout: Duration) -> io::Result<bool> {
-        let abs = monotonic_deadline(timeout)?;
+        let deadline = monotonic_deadline(timeout)?;
         loop {
-            // SAFETY: `self.sem` is open (see `post`) and `abs` is a valid timespec that
-            // lives across the call; CLOCK_MONOTONIC is a clock sem_clockwait accepts.
-            if unsafe { sem_clockwait(self.sem, libc::CLOCK_MONOTONIC, &abs) } == 0 {
+            if self.try_wait() {
                 return Ok(true);
             }
-            let err = io::Error::last_os_error();
-            match err.raw_os_error() {
-                Some(libc::EINTR) => continue,
-                Some(libc::ETIMEDOUT) => return Ok(false),
-                _ => return Err(err),
+            // Sleeps only while the count is still 0: a post between the check above and
+            // the sleep makes the kernel return EAGAIN at once.
+            match futex(self.word, libc::FUTEX_WAIT_BITSET, 0, Some(&deadline)) {
+                Ok(_) => {}
+                Err(e) => match e.raw_os_error() {
+                    Some(libc::EAGAIN) | Some(libc::EINTR) => {}
+                    Some(libc::ETIMEDOUT) => return Ok(self.try_wait()),
+                    _ => return Err(e),
+                },
             }
         }
     }
 }
 
-extern "C" {
-    /// `sem_timedwait` against a chosen clock (glibc 2.30 and later; the `libc` crate
-    /// declares it only for some targets).
-    fn sem_clockwait(
-        sem: *mut libc::sem_t,
-        clock: libc::clockid_t,
-        abstime: *const libc::timespec,
-    ) -> libc::c_int;
+/// One `futex` call on `word`: `op` is `FUTEX_WAKE` (wake up to `val`) or
+/// `FUTEX_WAIT_BITSET` (sleep while `*word == val`, until the absolute monotonic
+/// `deadline`), always shared (never `FUTEX_PRIVATE_FLAG`).
+fn futex(
+    word: &AtomicU32,
+    op: libc::c_int,
+    val: u32,
+    deadline: Option<&libc::timespec>,
+) -> io::Result<libc::c_long> {
+    let timeout = deadline.map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `word` is a live, 4-aligned `u32` for the whole call (it is borrowed, and a
+    // word in a shared mapping stays mapped while its `Mapping` lives, which the borrow
+    // guarantees); the kernel only reads it atomically (WAIT) or not at all (WAKE), and
+    // concurrent writes by the peer are what futexes are made for. `timeout` is null or
+    // points at a live timespec the kernel only reads. `uaddr2` (null) is unused by both
+    // operations, and `val3` is the bitset WAIT_BITSET requires (WAKE ignores it). The
+    // operation is one of two constants, never a value from shared memory.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            op,
+            val,
+            timeout,
+            std::ptr::null::<u32>(),
+            libc::FUTEX_BITSET_MATCH_ANY,
+        )
+    };
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
 }
 
-/// The absolute time `timeout` from now on the monotonic clock, as `sem_clockwait`
+/// The absolute time `timeout` from now on the monotonic clock, as `FUTEX_WAIT_BITSET`
 /// takes it.
 pub(crate) fn monotonic_deadline(timeout: Duration) -> io::Result<libc::timespec> {
     let now =
@@ -130,18 +130,11 @@ pub(crate) fn monotonic_deadline(timeout: Duration) -> io::Result<libc::timespec
     })
 }
 
-impl Drop for RawSemaphore {
-    fn drop(&mut self) {
-        // SAFETY: `self.sem` came from sem_open and this is its only close.
-        unsafe {
-            libc::sem_close(self.sem);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+    use std::time::Instant;
 
     fn secs(clock: nix::time::ClockId) -> i64 {
         nix::time::clock_gettime(clock).unwrap().tv_sec()
@@ -160,15 +153,58 @@ mod tests {
         );
         let wall = secs(nix::time::ClockId::CLOCK_REALTIME);
         assert!((deadline - wall).abs() > 3600, "a wall-clock deadline");
+        // The wait itself reads the deadline on the same clock: a wait nobody posts
+        // lasts its timeout (a wrong clock would return at once, the deadline being in
+        // that clock's past, or never).
+        let word = AtomicU32::new(0);
+        let start = Instant::now();
+        assert!(!SegmentSemaphore::new(&word)
+            .wait_timeout(Duration::from_millis(200))
+            .unwrap());
+        let took = start.elapsed();
+        assert!(
+            took >= Duration::from_millis(200),
+            "returned after {took:?}"
+        );
     }
 
     #[test]
     fn a_timed_wait_returns_at_its_deadline_or_with_a_post() {
-        let name = format!("/receptor-test-{}-clock", std::process::id());
-        let sem = RawSemaphore::create(&name).unwrap();
-        RawSemaphore::unlink(&name).unwrap();
+        let word = AtomicU32::new(0);
+        let sem = SegmentSemaphore::new(&word);
         assert!(!sem.wait_timeout(Duration::from_millis(20)).unwrap());
         sem.post().unwrap();
         assert!(sem.wait_timeout(Duration::from_secs(3600)).unwrap());
+        assert!(!sem.try_wait());
+    }
+
+    /// A post from another thread wakes a sleeper (the futex wake reaches it).
+    #[test]
+    fn a_post_wakes_a_sleeper() {
+        let word = Arc::new(AtomicU32::new(0));
+        let sleeper = {
+            let word = word.clone();
+            std::thread::spawn(move || {
+                SegmentSemaphore::new(&word).wait_timeout(Duration::from_secs(60))
+            })
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        SegmentSemaphore::new(&word).post().unwrap();
+        assert!(sleeper.join().unwrap().unwrap(), "the post was lost");
+    }
+
+    /// Guards against trusting the shared word: whatever a peer writes there, a post and
+    /// a wait return (a high count is a spurious wake-up, u32::MAX wraps).
+    #[test]
+    fn any_count_a_peer_writes_is_harmless() {
+        for garbage in [u32::MAX, 0x8000_0000, 0x7f, 1] {
+            let word = AtomicU32::new(garbage);
+            let sem = SegmentSemaphore::new(&word);
+            assert!(sem.wait_timeout(Duration::from_secs(60)).unwrap());
+            sem.post().unwrap();
+        }
+        let word = AtomicU32::new(u32::MAX);
+        SegmentSemaphore::new(&word).post().unwrap();
+        assert_eq!(word.load(Ordering::Relaxed), 0);
     }
 }

@@ -47,6 +47,11 @@
 //!   (`/proc/self/fd/<n>`, or `/dev/shm/receptor-<host pid>-*` where segments have
 //!   names), writes one line per attempt to `file`
 //!   (`truncate <size>: <outcome>`), then sends `events` and waits for close.
+//! - `hostile-ring` with `attack = "truncate-semaphores"`: tries to truncate (to 0)
+//!   every `/dev/shm/sem.receptor-<host pid>-*` and `/dev/shm/receptor-<host pid>-*`
+//!   it finds (the named semaphores and segments of older hosts), writes
+//!   `truncate <entry>: <outcome>` per entry, or `nothing to truncate`, to `file`, then
+//!   sends `events` and waits for close.
 //! - `hostile-ring` with `attack = "unmap"` and `once` (a file): the first incarnation
 //!   creates `once`, unmaps its ring and dies touching it (SIGSEGV); a later one sends
 //!   `events` and waits for close.
@@ -219,6 +224,39 @@ fn ring_segments() -> Vec<PathBuf> {
     memfds.chain(named).collect()
 }
 
+/// Truncates to 0 every entry of the host (this process's parent) in `/dev/shm`: named
+/// semaphores `sem.receptor-<host pid>-*` and segments `receptor-<host pid>-*`, as rings
+/// had before they lived wholly in sealed memory files. Returns one line per entry with
+/// the outcome, or `nothing to truncate`.
+fn truncate_host_shm_entries() -> String {
+    let host = format!("receptor-{}-", std::os::unix::process::parent_id());
+    let entries = std::fs::read_dir("/dev/shm")
+        .into_iter()
+        .flatten()
+        .flatten();
+    let mut report = String::new();
+    for entry in entries {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name
+            .strip_prefix("sem.")
+            .unwrap_or(&name)
+            .starts_with(&host)
+        {
+            continue;
+        }
+        let outcome = std::fs::OpenOptions::new()
+            .write(true)
+            .open(entry.path())
+            .and_then(|f| f.set_len(0))
+            .map_or_else(|e| e.to_string(), |()| "truncated".to_owned());
+        report.push_str(&format!("truncate {name}: {outcome}\n"));
+    }
+    if report.is_empty() {
+        report.push_str("nothing to truncate\n");
+    }
+    report
+}
+
 fn hostile_ring(s: Scenario) -> plugin_sdk::Result<WatcherEndpoint> {
     match s.attack.as_str() {
         "truncate" => {
@@ -239,6 +277,21 @@ fn hostile_ring(s: Scenario) -> plugin_sdk::Result<WatcherEndpoint> {
                         report.push_str(&format!("truncate {size}: {outcome}\n"));
                     }
                 }
+                std::fs::write(&file, report)?;
+                for node in s.events {
+                    events.send_node(node)?;
+                }
+                close.wait();
+                Ok(())
+            }))
+        }
+        "truncate-semaphores" => {
+            let file = s
+                .file
+                .clone()
+                .ok_or("file: required for attack truncate-semaphores")?;
+            Ok(watcher_endpoint(move |events, close| {
+                let report = truncate_host_shm_entries();
                 std::fs::write(&file, report)?;
                 for node in s.events {
                     events.send_node(node)?;
