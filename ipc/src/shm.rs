@@ -128,4 +128,16 @@ mod tests {
         assert!(peer.mapping().read(100, &mut got));
         assert_eq!(&got, b"hello");
     }
+
+    /// Review finding: `map_fd` trusted any descriptor, though its safety against
+    /// SIGBUS rests on the size seals. A file without them is refused.
+    #[test]
+    fn an_unsealed_file_is_not_mapped() {
+        let file: File = tempfile::tempfile().unwrap();
+        file.set_len(8192).unwrap();
+        let Err(err) = crate::sys::shm::Mapping::map_fd(std::os::fd::AsFd::as_fd(&file)) else {
+            panic!("an unsealed file was mapped");
+        };
+        assert!(err.to_string().contains("sealed"), "{err}");
+    }
 }

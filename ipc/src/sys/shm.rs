@@ -90,8 +90,22 @@ impl Mapping {
     }
 
     /// Maps the memory file `fd` a peer created, at the size `fstat` reports (never a
-    /// size read from the segment itself).
+    /// size read from the segment itself). The file must carry the size seals (see
+    /// [`Mapping::create`]): a file whose size could still change under the mapping is
+    /// refused, since a shrink would fault an access past its new end.
     pub fn map_fd(fd: BorrowedFd<'_>) -> io::Result<Mapping> {
+        let seals = fcntl(fd.as_raw_fd(), FcntlArg::F_GET_SEALS).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("not a sealed memory file: {e}"),
+            )
+        })?;
+        if !SealFlag::from_bits_truncate(seals).contains(SIZE_SEALS) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the memory file's size is not sealed",
+            ));
+        }
         let stat = nix::sys::stat::fstat(fd.as_raw_fd())?;
         let size = usize::try_from(stat.st_size)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "negative size"))?;
