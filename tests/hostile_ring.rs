@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{recorded_state, shm_entries_of, wait_until, Fixture, WAIT};
+use common::{recorded_state, shm_entries_of, wait_until, Fixture, Host, WAIT};
 
 fn config(attack: &str) -> String {
     format!(
@@ -37,6 +37,24 @@ fn fixture(attack: &str) -> Fixture {
 /// Guards against a plugin crashing the host through its ring (SIGBUS): the plugin
 /// cannot change its segment's size (EPERM), the host keeps serving, and nothing of the
 /// host has a name in `/dev/shm` for anyone to truncate.
+/// After an attack: the watcher's node reached the reactor, the host runs with nothing
+/// of it in `/dev/shm`, and it stops cleanly, leaving nothing.
+fn host_survived_and_serves(fixture: &Fixture, host: &mut Host, pid: u32) {
+    wait_until("the watcher's node at the reactor", WAIT, || {
+        recorded_state(&fixture.lines("r.jsonl")).0.get("n1") == Some(&"up".to_owned())
+    });
+    assert!(host.is_running(), "the host died: {}", host.log());
+    let entries = shm_entries_of(pid);
+    assert!(
+        entries.is_empty(),
+        "the host's entries in /dev/shm: {entries:?}"
+    );
+    host.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = host.wait(WAIT).expect("the host stops");
+    assert!(status.success(), "{status:?}: {}", host.log());
+    assert!(shm_entries_of(pid).is_empty());
+}
+
 #[test]
 fn a_plugin_cannot_truncate_its_ring_and_the_host_keeps_serving() {
     let fixture = fixture("truncate");
@@ -52,19 +70,7 @@ fn a_plugin_cannot_truncate_its_ring_and_the_host_keeps_serving() {
             .all(|line| line.contains("Operation not permitted")),
         "{report:?}"
     );
-    wait_until("the watcher's node at the reactor", WAIT, || {
-        recorded_state(&fixture.lines("r.jsonl")).0.get("n1") == Some(&"up".to_owned())
-    });
-    assert!(host.is_running(), "the host died: {}", host.log());
-    let entries = shm_entries_of(pid);
-    assert!(
-        entries.is_empty(),
-        "the host's entries in /dev/shm: {entries:?}"
-    );
-    host.signal(nix::sys::signal::Signal::SIGTERM);
-    let status = host.wait(WAIT).expect("the host stops");
-    assert!(status.success(), "{status:?}: {}", host.log());
-    assert!(shm_entries_of(pid).is_empty());
+    host_survived_and_serves(&fixture, &mut host, pid);
 }
 
 /// Guards against a plugin crashing the host through the wake-up semaphores of its ring
@@ -81,19 +87,7 @@ fn a_plugin_finds_no_semaphore_to_truncate_and_the_host_keeps_serving() {
     });
     let report = fixture.lines("attack.txt");
     assert_eq!(report, ["nothing to truncate"], "the plugin found entries");
-    wait_until("the watcher's node at the reactor", WAIT, || {
-        recorded_state(&fixture.lines("r.jsonl")).0.get("n1") == Some(&"up".to_owned())
-    });
-    assert!(host.is_running(), "the host died: {}", host.log());
-    let entries = shm_entries_of(pid);
-    assert!(
-        entries.is_empty(),
-        "the host's entries in /dev/shm: {entries:?}"
-    );
-    host.signal(nix::sys::signal::Signal::SIGTERM);
-    let status = host.wait(WAIT).expect("the host stops");
-    assert!(status.success(), "{status:?}: {}", host.log());
-    assert!(shm_entries_of(pid).is_empty());
+    host_survived_and_serves(&fixture, &mut host, pid);
 }
 
 /// Guards against a plugin crashing the host by unmapping its ring: the plugin dies
