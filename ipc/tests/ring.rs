@@ -172,11 +172,9 @@ fn drain_until_error(consumer: &mut RingConsumer, checker: &mut Checker) -> Ring
     }
 }
 
-#[test]
-fn a_killed_producer_is_noticed() {
-    let mut consumer = RingConsumer::create(small_ring()).unwrap();
-    let mut peer = Peer::spawn("ring-produce-forever", consumer.ring(), &[]);
-    let pid = peer.pid();
+/// Takes 1000 records from the producer `pid`, SIGKILLs it, and drains until the ring
+/// reports an error: that error, and what the records looked like.
+fn kill_mid_stream(consumer: &mut RingConsumer, pid: u32) -> (RingError, Checker) {
     let mut checker = Checker::default();
     while checker.next < 1000 {
         consumer
@@ -184,7 +182,16 @@ fn a_killed_producer_is_noticed() {
             .unwrap();
     }
     sigkill(pid);
-    let err = drain_until_error(&mut consumer, &mut checker);
+    let err = drain_until_error(consumer, &mut checker);
+    (err, checker)
+}
+
+#[test]
+fn a_killed_producer_is_noticed() {
+    let mut consumer = RingConsumer::create(small_ring()).unwrap();
+    let mut peer = Peer::spawn("ring-produce-forever", consumer.ring(), &[]);
+    let pid = peer.pid();
+    let (err, checker) = kill_mid_stream(&mut consumer, pid);
     assert_eq!(err, RingError::PeerGone { pid });
     assert!(checker.error.is_none(), "{:?}", checker.error);
     peer.kill();
@@ -198,14 +205,7 @@ fn a_killed_producer_that_lied_about_its_pid_is_noticed() {
     let mut consumer = RingConsumer::create(small_ring()).unwrap();
     let mut peer = Peer::spawn("ring-produce-forever-lying", consumer.ring(), &[]);
     let pid = peer.pid();
-    let mut checker = Checker::default();
-    while checker.next < 1000 {
-        consumer
-            .drain_timeout(Duration::from_secs(10), |r| checker.check(r))
-            .unwrap();
-    }
-    sigkill(pid);
-    let err = drain_until_error(&mut consumer, &mut checker);
+    let (err, _) = kill_mid_stream(&mut consumer, pid);
     assert_eq!(err, RingError::PeerGone { pid });
     peer.kill();
 }

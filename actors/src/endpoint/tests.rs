@@ -109,6 +109,22 @@ fn final_view(events: &[Event]) -> Event {
     book.full()
 }
 
+/// Runs reactor "r"'s flusher on `ring` and waits until it is attached to the service.
+fn attached_flusher(
+    core: &Arc<ServiceCore>,
+    ring: Box<dyn ReactorRing>,
+) -> (Arc<AtomicBool>, std::thread::JoinHandle<SessionEnd>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flusher = {
+        let (core, stop) = (core.clone(), stop.clone());
+        std::thread::spawn(move || run_reactor_flusher(ring, core, "r".into(), stop))
+    };
+    wait_until("the reactor to attach", || {
+        core.lock().reactor_names() == ["r"]
+    });
+    (stop, flusher)
+}
+
 fn start_pump(
     core: &Arc<ServiceCore>,
 ) -> (Sender<Option<Vec<u8>>>, std::thread::JoinHandle<SessionEnd>) {
@@ -130,14 +146,7 @@ fn pump_applies_updates_and_ends_when_the_plugin_closes() {
     let core = ServiceCore::new(ServiceState::new("web"));
     let ring = SharedRing::default();
     ring.set_capacity(100);
-    let stop = Arc::new(AtomicBool::new(false));
-    let flusher = {
-        let (core, ring, stop) = (core.clone(), ring.clone(), stop.clone());
-        std::thread::spawn(move || run_reactor_flusher(Box::new(ring), core, "r".into(), stop))
-    };
-    wait_until("the reactor to attach", || {
-        core.lock().reactor_names() == ["r"]
-    });
+    let (stop, flusher) = attached_flusher(&core, Box::new(ring.clone()));
     let (tx, pump) = start_pump(&core);
     tx.send(record(&Update::Incremental(Event::with_node(
         "a",
@@ -183,14 +192,7 @@ fn pump_applies_updates_and_ends_when_the_plugin_closes() {
 fn flusher_delivers_the_backlog_once_the_ring_has_room() {
     let core = ServiceCore::new(ServiceState::new("web"));
     let ring = SharedRing::default(); // no room at first
-    let stop = Arc::new(AtomicBool::new(false));
-    let flusher = {
-        let (core, ring, stop) = (core.clone(), ring.clone(), stop.clone());
-        std::thread::spawn(move || run_reactor_flusher(Box::new(ring), core, "r".into(), stop))
-    };
-    wait_until("the reactor to attach", || {
-        core.lock().reactor_names() == ["r"]
-    });
+    let (stop, flusher) = attached_flusher(&core, Box::new(ring.clone()));
     let (tx, pump) = start_pump(&core);
     for port in 0..20 {
         tx.send(record(&Update::Incremental(Event::with_node(
@@ -313,14 +315,7 @@ impl ReactorRing for GoneRing {
 #[test]
 fn a_flusher_whose_reactor_is_gone_ends_the_session() {
     let core = ServiceCore::new(ServiceState::new("web"));
-    let stop = Arc::new(AtomicBool::new(false));
-    let flusher = {
-        let (core, stop) = (core.clone(), stop.clone());
-        std::thread::spawn(move || run_reactor_flusher(Box::new(GoneRing), core, "r".into(), stop))
-    };
-    wait_until("the reactor to attach", || {
-        core.lock().reactor_names() == ["r"]
-    });
+    let (stop, flusher) = attached_flusher(&core, Box::new(GoneRing));
     let (tx, pump) = start_pump(&core);
     tx.send(record(&Update::Incremental(Event::with_node(
         "a",

@@ -433,40 +433,42 @@ mod tests {
         }
     }
 
+    /// Nodes from these strategies for the name, host, port and meta.
+    fn nodes_of(
+        name: &'static str,
+        host: &'static str,
+        port: impl Strategy<Value = u16>,
+        meta: (&'static str, &'static str),
+    ) -> impl Strategy<Value = NodeInfo> {
+        let meta = prop::collection::btree_map(meta.0, meta.1, 0..3);
+        (name, any::<bool>(), host, port, meta).prop_map(|(name, up, host, port, meta)| NodeInfo {
+            name,
+            status: if up { NodeStatus::Up } else { NodeStatus::Down },
+            host,
+            port,
+            meta,
+        })
+    }
+
     /// Nodes that keep the rules of `NodeInfo::check`.
     fn node() -> impl Strategy<Value = NodeInfo> {
-        (
+        nodes_of(
             "[a-z\u{e9}]{1,12}",
-            any::<bool>(),
             "[0-9.]{1,255}",
             1..=u16::MAX,
-            prop::collection::btree_map("[a-z]{1,3}", "[a-z]{0,4}", 0..3),
+            ("[a-z]{1,3}", "[a-z]{0,4}"),
         )
-            .prop_map(|(name, up, host, port, meta)| NodeInfo {
-                name,
-                status: if up { NodeStatus::Up } else { NodeStatus::Down },
-                host,
-                port,
-                meta,
-            })
     }
 
     /// Nodes that may break a rule: empty, long or control-character strings, port 0.
     fn any_node() -> impl Strategy<Value = NodeInfo> {
-        (
+        let meta = ("[a-z\r]{1,3}", "[a-z\u{1b}]{0,4}");
+        nodes_of(
             "[a-z\u{e9}\n\u{2028}]{0,12}",
-            any::<bool>(),
             "[0-9.\t]{0,300}",
             any::<u16>(),
-            prop::collection::btree_map("[a-z\r]{1,3}", "[a-z\u{1b}]{0,4}", 0..3),
+            meta,
         )
-            .prop_map(|(name, up, host, port, meta)| NodeInfo {
-                name,
-                status: if up { NodeStatus::Up } else { NodeStatus::Down },
-                host,
-                port,
-                meta,
-            })
     }
 
     proptest! {
