@@ -149,7 +149,7 @@ impl PluginConnection {
 
     /// [`launch`](Self::launch), handing `spawned` a copy of the host's end of the
     /// control socket once the process runs and before the handshake: shutting that
-    /// copy down makes the handshake fail at once (how a boot is called off while a
+    /// copy down makes the handshake fail within moments (how a boot is called off while a
     /// plugin has not said hello yet).
     pub fn launch_with(
         spec: &PluginSpec,

@@ -24,8 +24,13 @@ use ipc::event::{NodeError, Update};
 /// The most encoded bytes the pieces of a full list may take before its end: about
 /// 2.5 million nodes of 50 bytes (a 30-character name and an IPv4 address), far more
 /// than a registry serves one host, and a bound on what a plugin can make the host keep
-/// aside (the decoded pieces take a few times their encoded size).
+/// aside together with [`MAX_FULL_LIST_NODES`] (decoded, a node takes about 180 bytes
+/// beside its strings, so tiny nodes would otherwise let many millions in).
 pub const MAX_FULL_LIST_BYTES: usize = 128 << 20;
+
+/// The most nodes a full list in pieces may hold before its end: with the byte budget,
+/// what bounds the decoded pieces (about 0.75 GB at worst).
+pub const MAX_FULL_LIST_NODES: usize = 4_000_000;
 
 /// How often bad nodes of one watcher are logged at most.
 const BAD_NODE_LOG_EVERY: Duration = Duration::from_secs(1);
@@ -37,10 +42,14 @@ pub enum BadRecord {
     #[error(transparent)]
     Decode(#[from] DecodeFrameError),
     /// A full list in pieces grew past the limit before its end.
-    #[error("a full list sent in pieces takes more than {max} bytes before its end")]
+    #[error(
+        "a full list sent in pieces grew past {max} bytes or {max_nodes} nodes before its end"
+    )]
     FullListTooLarge {
         /// The limit in encoded bytes, [`MAX_FULL_LIST_BYTES`] by default.
         max: usize,
+        /// The limit in nodes, [`MAX_FULL_LIST_NODES`] by default.
+        max_nodes: usize,
     },
     /// A `FullPart` or `FullEnd` with no full list in progress.
     #[error("a piece of a full list ({what}) with no FullStart before it")]

@@ -24,7 +24,7 @@ use ipc::event::{Book, Event, Framing, Pending, Update};
 
 use ipc::records::Records;
 
-use super::intake::{self, BadNodeLog, BadRecord, MAX_FULL_LIST_BYTES};
+use super::intake::{self, BadNodeLog, BadRecord, MAX_FULL_LIST_BYTES, MAX_FULL_LIST_NODES};
 
 /// The most nodes one record to a reactor carries: a bigger backlog (a reactor that
 /// fell far behind, or the full state of a large service) goes over in several records,
@@ -113,6 +113,8 @@ pub struct ServiceState {
     bad_node_logs: BTreeMap<String, BadNodeLog>,
     /// The most encoded bytes the pieces of a full list may take before its end.
     full_list_limit: usize,
+    /// The most nodes they may hold.
+    full_list_nodes: usize,
 }
 
 impl ServiceState {
@@ -127,6 +129,7 @@ impl ServiceState {
             attachments: 0,
             bad_node_logs: BTreeMap::new(),
             full_list_limit: MAX_FULL_LIST_BYTES,
+            full_list_nodes: MAX_FULL_LIST_NODES,
         }
     }
 
@@ -134,6 +137,12 @@ impl ServiceState {
     /// (default [`MAX_FULL_LIST_BYTES`]).
     pub fn set_full_list_limit(&mut self, limit: usize) {
         self.full_list_limit = limit;
+    }
+
+    /// Sets the most nodes a full list in pieces may hold before its end (default
+    /// [`MAX_FULL_LIST_NODES`]).
+    pub fn set_full_list_nodes(&mut self, nodes: usize) {
+        self.full_list_nodes = nodes;
     }
 
     /// The service's name.
@@ -180,7 +189,7 @@ impl ServiceState {
         changes.clear();
         let mut bad_record = None;
         let (mut bad_nodes, mut first_bad) = (0, None);
-        let limit = self.full_list_limit;
+        let (limit, max_nodes) = (self.full_list_limit, self.full_list_nodes);
         let book = self.book(watcher);
         let mut count = 0;
         let records = records.into_iter();
@@ -221,9 +230,15 @@ impl ServiceState {
                 if let Some(change) = book.apply(update) {
                     encode_event(&change, out);
                 }
-                if piece && book.note_staged_bytes(record.len()) > limit {
+                if piece
+                    && (book.note_staged_bytes(record.len()) > limit
+                        || book.staged_len() > Some(max_nodes))
+                {
                     book.discard_staged();
-                    bad_record = Some(BadRecord::FullListTooLarge { max: limit });
+                    bad_record = Some(BadRecord::FullListTooLarge {
+                        max: limit,
+                        max_nodes,
+                    });
                 }
             });
             if bad_record.is_some() {

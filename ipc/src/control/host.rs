@@ -175,14 +175,21 @@ impl HostEnd {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .remove(&id);
-            // A write that failed half-way leaves the stream out of step: the
-            // connection is over (the plugin sees it close and is restarted).
             let reason = format!("cannot send a request to the plugin: {e}");
-            self.closed
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .get_or_insert(reason.clone());
-            self.close();
+            // A frame refused before any byte went (too large, not encodable) leaves the
+            // stream in step; any other failure may have written half a frame, so the
+            // connection is over (the plugin sees it close and is restarted).
+            let before_writing = matches!(
+                e.kind(),
+                std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData
+            );
+            if !before_writing {
+                self.closed
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .get_or_insert(reason.clone());
+                self.close();
+            }
             return Err(RequestError::Disconnected(reason));
         }
         match rx.recv_timeout(timeout) {

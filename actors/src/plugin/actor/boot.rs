@@ -62,7 +62,8 @@ pub(super) struct BootGuard {
     /// every request in flight fails at once.
     conn: Mutex<Option<Arc<PluginConnection>>>,
     /// Before that, a copy of the host's end of the control socket of a process that has
-    /// not said hello yet: calling off shuts it down, which ends the handshake at once.
+    /// not said hello yet: calling off shuts it down, which ends the handshake within moments
+    /// (the launch then gives the process 0.7 s at most to report how it exited).
     handshake: Mutex<Option<UnixStream>>,
     done: AtomicBool,
     finished: tokio::sync::Notify,

@@ -464,7 +464,7 @@ fn a_list_in_pieces_past_the_limit_is_refused() {
     let pieces = list_in_pieces(&big);
     let applied = svc.apply_records("w", pieces.iter().map(Vec::as_slice));
     let error = applied.bad_record.expect("refused").to_string();
-    assert!(error.contains("more than 1048576 bytes"), "{error}");
+    assert!(error.contains("past 1048576 bytes"), "{error}");
     assert!(svc.current().is_empty());
     // Under the limit the same list goes through.
     let mut roomy = ServiceState::new("web");
@@ -472,6 +472,21 @@ fn a_list_in_pieces_past_the_limit_is_refused() {
     let applied = roomy.apply_records("w", pieces.iter().map(Vec::as_slice));
     assert!(applied.bad_record.is_none());
     assert_eq!(roomy.current().len(), 40);
+}
+
+/// Review finding: the byte budget alone let many millions of tiny nodes in (about
+/// 180 bytes each decoded); a node count bounds a list in pieces too.
+#[test]
+fn a_list_in_pieces_of_too_many_tiny_nodes_is_refused() {
+    let mut svc = ServiceState::new("web");
+    svc.set_full_list_nodes(1000);
+    let tiny: Event = (0..3000u32)
+        .map(|i| NodeInfo::new(format!("{i}"), NodeStatus::Down, "", 0))
+        .collect();
+    let pieces = list_in_pieces(&tiny);
+    let applied = svc.apply_records("w", pieces.iter().map(Vec::as_slice));
+    let error = applied.bad_record.expect("refused").to_string();
+    assert!(error.contains("1000 nodes"), "{error}");
 }
 
 /// Regression: node fields were not checked in the host, so a plugin bypassing the
