@@ -214,6 +214,7 @@ impl Receptor {
                                 instance: instance.clone(),
                             },
                             cfg: inst.cfg.to_string(),
+                            ring_size: inst.ring_size,
                             core: core.clone(),
                         });
                 }

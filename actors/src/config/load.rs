@@ -55,6 +55,48 @@ pub(super) struct RawInstance {
     #[serde(rename = "type")]
     pub plugin_type: Option<String>,
     pub cfg: Option<serde_json::Value>,
+    /// The most the instance's ring may grow to, e.g. `"8MiB"`.
+    pub ring_size: Option<RawSize>,
+}
+
+/// A size in bytes as text with a binary unit (`"512KiB"`, `"8MiB"`, `"1GiB"`) or a
+/// whole number of bytes.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawSize {
+    Text(String),
+    Bytes(u64),
+}
+
+impl RawSize {
+    /// The size in bytes, or what is wrong with the text.
+    pub(super) fn parse(self) -> Result<u64, String> {
+        let text = match self {
+            RawSize::Bytes(n) => return Ok(n),
+            RawSize::Text(text) => text,
+        };
+        let trimmed = text.trim();
+        let split = trimmed
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(trimmed.len());
+        let (number, unit) = trimmed.split_at(split);
+        let shift = match unit.trim() {
+            "" | "B" => 0,
+            "KiB" => 10,
+            "MiB" => 20,
+            "GiB" => 30,
+            other => {
+                return Err(format!(
+                    "unknown unit '{other}' in '{text}': use B, KiB, MiB or GiB, e.g. \"8MiB\""
+                ))
+            }
+        };
+        number
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(1 << shift))
+            .ok_or_else(|| format!("'{text}' is not a size: write e.g. \"8MiB\""))
+    }
 }
 
 /// A duration as a human string (`"5s"`, `"1m 30s"`) or a whole number of seconds.

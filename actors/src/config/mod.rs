@@ -86,7 +86,17 @@ pub struct InstanceConfig {
     pub plugin_type: String,
     /// The instance's own settings, handed to the plugin's `Accept` as JSON text.
     pub cfg: serde_json::Value,
+    /// The most its ring may grow to, in bytes (`ring_size`; [`DEFAULT_RING_SIZE`]).
+    /// A ring starts at one page and grows while it is busy.
+    pub ring_size: usize,
 }
+
+/// The most an instance's ring grows to unless its `ring_size` says otherwise.
+pub const DEFAULT_RING_SIZE: usize = 1 << 20;
+/// The smallest `ring_size`: a ring must hold two pieces of a large full list (64 KiB).
+pub const MIN_RING_SIZE: usize = 256 << 10;
+/// The largest `ring_size`.
+pub const MAX_RING_SIZE: usize = 1 << 30;
 
 impl Config {
     /// The global config of a plugin type (`{}` when the file has none).

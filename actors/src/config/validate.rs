@@ -3,13 +3,16 @@
 //! Checks every rule and collects every problem, so a user fixes a config in one pass:
 //! durations, services with no watchers or reactors, instances without a `type`, type
 //! names outside `[a-z0-9_-]+`, plugin types that no built-in and no executable in
-//! `plugin_dir` serves, and `cfg` values that are not tables.
+//! `plugin_dir` serves, `cfg` values that are not tables, and ring sizes.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::load::{Origins, RawConfig, RawDuration, RawInstance, RawService};
-use super::{Config, ConfigError, InstanceConfig, Problem, ServiceConfig, Supervision};
+use super::load::{Origins, RawConfig, RawDuration, RawInstance, RawService, RawSize};
+use super::{
+    Config, ConfigError, InstanceConfig, Problem, ServiceConfig, Supervision, DEFAULT_RING_SIZE,
+    MAX_RING_SIZE, MIN_RING_SIZE,
+};
 use crate::lookup::{is_valid_type_name, Builtins, PluginCatalog, PluginKind};
 
 /// The default for `shutdown_timeout`.
@@ -111,7 +114,28 @@ pub(super) fn validate(
                         continue;
                     }
                 };
-                out.insert(instance, InstanceConfig { plugin_type, cfg });
+                let ring_size = match raw.ring_size.map(RawSize::parse) {
+                    None => DEFAULT_RING_SIZE,
+                    Some(Ok(size)) => match ring_size(size) {
+                        Ok(size) => size,
+                        Err(message) => {
+                            problems.push(origins.problem(format!("{key}.ring_size"), message));
+                            continue;
+                        }
+                    },
+                    Some(Err(message)) => {
+                        problems.push(origins.problem(format!("{key}.ring_size"), message));
+                        continue;
+                    }
+                };
+                out.insert(
+                    instance,
+                    InstanceConfig {
+                        plugin_type,
+                        cfg,
+                        ring_size,
+                    },
+                );
             }
             out
         };
@@ -180,6 +204,19 @@ fn duration(
     raw.parse()
         .map_err(|message| problems.push(origins.problem(key, message)))
         .ok()
+}
+
+/// A ring size from the config: a power of two between the limits.
+fn ring_size(size: u64) -> Result<usize, String> {
+    let fits = (MIN_RING_SIZE as u64..=MAX_RING_SIZE as u64).contains(&size);
+    if fits && size.is_power_of_two() {
+        return Ok(size as usize);
+    }
+    Err(format!(
+        "ring size {size} bytes is not a power of two between {} KiB and {} GiB",
+        MIN_RING_SIZE >> 10,
+        MAX_RING_SIZE >> 30
+    ))
 }
 
 fn invalid_type_message(plugin_type: &str) -> String {

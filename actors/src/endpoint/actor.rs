@@ -2,18 +2,16 @@
 //! reports how it ended.
 //!
 //! A thin shell: the work happens on the session thread (see [`super::session`]); the
-//! actor starts it, stops it on request (a flag the thread checks every
-//! [`super::session::WAIT_SLICE`]), and tells its service when the session ended by
-//! itself.
+//! actor starts it, stops it on request (a [`Stop`] that wakes the thread wherever it
+//! sleeps), and tells its service when the session ended by itself.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use actix::prelude::*;
 
 use super::session::{
-    pump_watcher, run_reactor_flusher, ReactorRing, ServiceCore, SessionEnd, WatcherRing,
+    pump_watcher, run_reactor_flusher, ReactorRing, ServiceCore, SessionEnd, Stop, WatcherRing,
 };
 use crate::lookup::PluginKind;
 use ipc::panic::catch_panic;
@@ -22,7 +20,7 @@ use ipc::panic::catch_panic;
 pub struct Endpoint {
     id: EndpointName,
     session: Option<Session>,
-    stop: Arc<AtomicBool>,
+    stop: Arc<Stop>,
     thread: Option<JoinHandle<()>>,
     report: Recipient<EndpointEnded>,
     generation: u64,
@@ -91,7 +89,7 @@ impl Endpoint {
         Endpoint {
             id: name,
             session: Some(session),
-            stop: Arc::new(AtomicBool::new(false)),
+            stop: Stop::new(),
             thread: None,
             report,
             generation,
@@ -142,7 +140,7 @@ impl Actor for Endpoint {
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
-        self.stop.store(true, Ordering::Release);
+        self.stop.stop();
     }
 }
 
@@ -150,7 +148,7 @@ impl Handler<SessionEnded> for Endpoint {
     type Result = ();
 
     fn handle(&mut self, msg: SessionEnded, ctx: &mut Context<Self>) {
-        if self.stop.load(Ordering::Acquire) && msg.0 == SessionEnd::Stopped {
+        if self.stop.is_stopped() && msg.0 == SessionEnd::Stopped {
             return;
         }
         self.report.do_send(EndpointEnded {
@@ -166,11 +164,11 @@ impl Handler<StopEndpoint> for Endpoint {
     type Result = ResponseFuture<()>;
 
     fn handle(&mut self, _: StopEndpoint, _: &mut Context<Self>) -> Self::Result {
-        self.stop.store(true, Ordering::Release);
+        self.stop.stop();
         let thread = self.thread.take();
         Box::pin(async move {
             if let Some(thread) = thread {
-                // The thread sees the flag within one wait slice; join off the arbiter.
+                // The stop woke the thread; join it off the arbiter.
                 let _ = tokio::task::spawn_blocking(move || thread.join()).await;
             }
         })

@@ -12,7 +12,7 @@ use std::time::Duration;
 use ipc::records::Records;
 use ipc::ring::{OpenError, RingConfig, RingConsumer, RingError, RingProducer, ShmRing};
 
-use super::session::{ReactorRing, SessionEnd, SpaceWait, WatcherRing};
+use super::session::{ReactorRing, SessionEnd, SpaceWait, Waker, WatcherRing};
 use crate::service::{EventSink, SinkClosed};
 
 /// The host's consuming end of a watcher's ring.
@@ -29,6 +29,11 @@ impl WatcherRing for HostWatcherRing {
                 }
                 other => SessionEnd::Failed(other.to_string()),
             })
+    }
+
+    fn waker(&self) -> Waker {
+        let waker = self.0.waker();
+        Box::new(move || waker.wake())
     }
 }
 
@@ -57,6 +62,11 @@ impl ReactorRing for HostReactorRing {
             })
         })
     }
+
+    fn waker(&self) -> Waker {
+        let waker = self.0.waker();
+        Box::new(move || waker.wake())
+    }
 }
 
 /// What `Accept` carries of a fresh ring: its base name and a copy of its segment's
@@ -73,18 +83,24 @@ fn handoff(ring: &ShmRing) -> Result<RingHandoff, OpenError> {
     Ok((ring.base().to_owned(), fd))
 }
 
-/// Creates a watcher session's ring for the plugin process `peer`: what `Accept`
-/// carries, and the host's end.
-pub fn create_watcher_ring(peer: u32) -> Result<(RingHandoff, Box<dyn WatcherRing>), OpenError> {
-    let ring = RingConsumer::create(RingConfig::default())?;
+/// Creates a watcher session's ring for the plugin process `peer`, growing up to `size`
+/// bytes: what `Accept` carries, and the host's end.
+pub fn create_watcher_ring(
+    peer: u32,
+    size: usize,
+) -> Result<(RingHandoff, Box<dyn WatcherRing>), OpenError> {
+    let ring = RingConsumer::create(RingConfig::growing(size))?;
     ring.ring().set_peer(peer);
     Ok((handoff(ring.ring())?, Box::new(HostWatcherRing(ring))))
 }
 
-/// Creates a reactor session's ring for the plugin process `peer`: what `Accept`
-/// carries, and the host's end.
-pub fn create_reactor_ring(peer: u32) -> Result<(RingHandoff, Box<dyn ReactorRing>), OpenError> {
-    let ring = RingProducer::create(RingConfig::default())?;
+/// Creates a reactor session's ring for the plugin process `peer`, growing up to `size`
+/// bytes: what `Accept` carries, and the host's end.
+pub fn create_reactor_ring(
+    peer: u32,
+    size: usize,
+) -> Result<(RingHandoff, Box<dyn ReactorRing>), OpenError> {
+    let ring = RingProducer::create(RingConfig::growing(size))?;
     ring.ring().set_peer(peer);
     Ok((handoff(ring.ring())?, Box::new(HostReactorRing(ring))))
 }

@@ -36,6 +36,11 @@ impl WatcherRing for ChannelRing {
         }
         Ok(n)
     }
+
+    /// The tests end a pump by closing its channel, never with a stop mid-wait.
+    fn waker(&self) -> Waker {
+        Box::new(|| {})
+    }
 }
 
 /// A reactor ring with a capacity the test controls; what is pushed counts as unread
@@ -87,6 +92,11 @@ impl ReactorRing for SharedRing {
             Ok(())
         })
     }
+
+    /// Its space waits are short by themselves.
+    fn waker(&self) -> Waker {
+        Box::new(|| {})
+    }
 }
 
 fn record(update: &Update) -> Option<Vec<u8>> {
@@ -113,8 +123,8 @@ fn final_view(events: &[Event]) -> Event {
 fn attached_flusher(
     core: &Arc<ServiceCore>,
     ring: Box<dyn ReactorRing>,
-) -> (Arc<AtomicBool>, std::thread::JoinHandle<SessionEnd>) {
-    let stop = Arc::new(AtomicBool::new(false));
+) -> (Arc<Stop>, std::thread::JoinHandle<SessionEnd>) {
+    let stop = Stop::new();
     let flusher = {
         let (core, stop) = (core.clone(), stop.clone());
         std::thread::spawn(move || run_reactor_flusher(ring, core, "r".into(), stop))
@@ -131,12 +141,7 @@ fn start_pump(
     let (tx, rx) = mpsc::channel();
     let core = core.clone();
     let pump = std::thread::spawn(move || {
-        pump_watcher(
-            Box::new(ChannelRing(rx)),
-            core,
-            "w".into(),
-            Arc::new(AtomicBool::new(false)),
-        )
+        pump_watcher(Box::new(ChannelRing(rx)), core, "w".into(), Stop::new())
     });
     (tx, pump)
 }
@@ -184,7 +189,7 @@ fn pump_applies_updates_and_ends_when_the_plugin_closes() {
     );
     ring.read_all();
     assert!(core.lock().is_drained("r"), "read to the end");
-    stop.store(true, Ordering::Release);
+    stop.stop();
     flusher.join().unwrap();
 }
 
@@ -222,7 +227,7 @@ fn flusher_delivers_the_backlog_once_the_ring_has_room() {
     );
     tx.send(None).unwrap();
     pump.join().unwrap();
-    stop.store(true, Ordering::Release);
+    stop.stop();
     flusher.join().unwrap();
 }
 
@@ -237,7 +242,8 @@ fn a_bad_frame_fails_the_session_and_a_stop_ends_it() {
     }
 
     let (_tx, rx) = mpsc::channel();
-    let stop = Arc::new(AtomicBool::new(true));
+    let stop = Stop::new();
+    stop.stop();
     let end = pump_watcher(Box::new(ChannelRing(rx)), core, "w".into(), stop);
     assert_eq!(end, SessionEnd::Stopped);
 }
@@ -258,7 +264,7 @@ fn a_replaced_reactor_session_that_stops_late_leaves_the_new_one_working() {
     wait_until("the first update", || core.lock().stats().updates_in == 1);
     let start_flusher = |ring: &SharedRing| {
         let (core, ring) = (core.clone(), ring.clone());
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = Stop::new();
         let flag = stop.clone();
         let thread =
             std::thread::spawn(move || run_reactor_flusher(Box::new(ring), core, "r".into(), flag));
@@ -277,7 +283,7 @@ fn a_replaced_reactor_session_that_stops_late_leaves_the_new_one_working() {
     wait_until("the new session's full state", || {
         !fresh.received().is_empty()
     });
-    old_stop.store(true, Ordering::Release);
+    old_stop.stop();
     old_flusher.join().unwrap();
 
     tx.send(node("late")).unwrap();
@@ -287,7 +293,7 @@ fn a_replaced_reactor_session_that_stops_late_leaves_the_new_one_working() {
     assert!(final_view(&old.received()).get("late").is_none());
     tx.send(None).unwrap();
     pump.join().unwrap();
-    fresh_stop.store(true, Ordering::Release);
+    fresh_stop.stop();
     fresh_flusher.join().unwrap();
 }
 
@@ -307,6 +313,10 @@ impl EventSink for GoneRing {
 impl ReactorRing for GoneRing {
     fn space_waiter(&self) -> SpaceWait {
         Box::new(|_| Err("the plugin process 4242 is gone".into()))
+    }
+
+    fn waker(&self) -> Waker {
+        Box::new(|| {})
     }
 }
 
@@ -329,7 +339,7 @@ fn a_flusher_whose_reactor_is_gone_ends_the_session() {
         flusher.join().unwrap(),
         SessionEnd::Failed("the plugin process 4242 is gone".into())
     );
-    assert!(!stop.load(Ordering::Acquire), "nobody asked it to stop");
+    assert!(!stop.is_stopped(), "nobody asked it to stop");
     tx.send(None).unwrap();
     pump.join().unwrap();
 }

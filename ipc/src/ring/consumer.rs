@@ -97,9 +97,18 @@ impl RingConsumer {
             }
             return Ok(0);
         }
+        // Read after the tail: the producer changes it only while the ring is empty, and
+        // publishes the tail after, so it is the capacity the bytes up to `tail` use.
+        let cap = match self.ring.active() {
+            Ok(cap) => cap,
+            Err(e) => {
+                self.broken = Some(e.clone());
+                return Err(e);
+            }
+        };
         let (bytes, spans) = out.parts_mut();
         let base = bytes.len();
-        if let Err(e) = self.copy_out(tail, bytes) {
+        if let Err(e) = self.copy_out(tail, cap, bytes) {
             bytes.truncate(base);
             self.broken = Some(e.clone());
             return Err(e);
@@ -108,8 +117,8 @@ impl RingConsumer {
         self.head = tail;
         self.ring.head().store(tail, Ordering::Release);
         self.ring.wake(OFF_PRODUCER_WAITING, OFF_SPACE_SEM);
-        let (capacity, max_record) = (self.ring.capacity, self.ring.max_record);
-        let parsed = parse(&bytes[base..], start, capacity, max_record, &mut |r| {
+        let max_record = self.ring.max_record;
+        let parsed = parse(&bytes[base..], start, cap, max_record, &mut |r| {
             spans.push(base + r.start..base + r.end)
         });
         parsed.map_err(|detail| {
@@ -119,11 +128,12 @@ impl RingConsumer {
         })
     }
 
-    /// Appends the published bytes [head, tail) to `buf`.
-    fn copy_out(&mut self, tail: u64, buf: &mut Vec<u8>) -> Result<(), RingError> {
-        let used = self.ring.check_positions(self.head, tail)? as usize;
-        let cap = self.ring.capacity as usize;
-        let index = (self.head & (self.ring.capacity - 1)) as usize;
+    /// Appends the published bytes [head, tail) to `buf`, laid out in an active
+    /// capacity of `cap` bytes.
+    fn copy_out(&mut self, tail: u64, cap: u64, buf: &mut Vec<u8>) -> Result<(), RingError> {
+        let used = self.ring.check_positions(self.head, tail, cap)? as usize;
+        let index = (self.head & (cap - 1)) as usize;
+        let cap = cap as usize;
         let first = used.min(cap - index);
         let base = buf.len();
         buf.resize(base + used, 0);
@@ -163,8 +173,9 @@ impl RingConsumer {
         self.drain_into(out)
     }
 
-    /// Waits up to `timeout` until a record is published or the producer closes; true if
-    /// something is there to drain.
+    /// Waits up to `timeout` (`Duration::MAX`: for good) until a record is published or
+    /// the producer closes; true if something is there to drain, false on timeout or
+    /// when a [`RingWaker`] woke it.
     pub fn wait(&self, timeout: Duration) -> Result<bool, RingError> {
         let head = self.head;
         self.ring.wait(

@@ -11,13 +11,14 @@ use std::time::Duration;
 pub const MAGIC: u64 = u64::from_le_bytes(*b"RCPTRING");
 /// The layout version this build reads and writes.
 /// Version 2 moved the two wake-up semaphores from named semaphores in `/dev/shm`
-/// into the segment (offsets 384 and 448).
-pub const LAYOUT_VERSION: u32 = 2;
+/// into the segment (offsets 384 and 448); version 3 added the active capacity
+/// (offset 144), which the producer grows while the ring is busy.
+pub const LAYOUT_VERSION: u32 = 3;
 /// The longest a waiter spins (yielding) before it sleeps.
 pub const DEFAULT_SPIN: Duration = Duration::from_micros(50);
-/// The longest single sleep of a ring wait: the peer (closed flag, process) is checked
-/// after each.
-pub const PEER_CHECK_SLICE: Duration = Duration::from_millis(100);
+/// The active capacity a ring starts with (unless its whole capacity is smaller): one
+/// page of data, so an idle ring costs its header page and one more.
+pub const INITIAL_CAPACITY: usize = 4096;
 
 pub(super) const OFF_MAGIC: usize = 0;
 pub(super) const OFF_VERSION: usize = 8;
@@ -28,6 +29,9 @@ pub(super) const OFF_CREATOR_PID: usize = 24;
 pub(super) const OFF_TAIL: usize = 128;
 pub(super) const OFF_PRODUCER_CLOSED: usize = 136;
 pub(super) const OFF_PRODUCER_WAITING: usize = 140;
+/// The active capacity (u64): how much of the data area the positions wrap around now.
+/// Written by the producer only while the ring is empty, before it publishes the tail.
+pub(super) const OFF_ACTIVE: usize = 144;
 pub(super) const OFF_HEAD: usize = 256;
 pub(super) const OFF_CONSUMER_CLOSED: usize = 264;
 pub(super) const OFF_CONSUMER_WAITING: usize = 268;
@@ -42,6 +46,7 @@ pub(super) const OFF_DATA: usize = 512;
 const _: () = assert!(OFF_DATA_SEM.is_multiple_of(64) && OFF_SPACE_SEM.is_multiple_of(64));
 const _: () = assert!(OFF_HEAD + 16 <= OFF_DATA_SEM && OFF_DATA_SEM + 4 <= OFF_SPACE_SEM);
 const _: () = assert!(OFF_SPACE_SEM + 4 <= OFF_DATA);
+const _: () = assert!(OFF_ACTIVE.is_multiple_of(8) && OFF_ACTIVE + 8 <= OFF_HEAD);
 
 pub(super) const LEN_BYTES: usize = 4;
 pub(super) const WRAP: u32 = u32::MAX;
@@ -51,28 +56,40 @@ pub(super) const MAX_CAPACITY: usize = 1 << 30;
 /// The size of a ring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RingConfig {
-    /// Data bytes: a power of two from 4 KiB to 1 GiB.
+    /// Data bytes the ring may grow to: a power of two from 4 KiB to 1 GiB.
     pub capacity: usize,
     /// The largest record accepted: at most half the capacity minus the length prefix.
     pub max_record: usize,
+    /// The active capacity at creation: a power of two from 4 KiB to `capacity`. The
+    /// producer doubles it (up to `capacity`) when it finds the ring full, so a busy ring
+    /// grows and an idle one stays small: pages past the active capacity are never
+    /// touched, and cost nothing.
+    pub initial: usize,
 }
 
 impl Default for RingConfig {
-    /// 1 MiB of data, records up to 256 KiB.
+    /// Up to 1 MiB of data, records up to 256 KiB, starting at [`INITIAL_CAPACITY`].
     fn default() -> Self {
-        RingConfig {
-            capacity: 1 << 20,
-            max_record: 256 << 10,
-        }
+        RingConfig::growing(1 << 20)
     }
 }
 
 impl RingConfig {
-    /// A ring of `capacity` bytes taking records up to half of it.
+    /// A ring of `capacity` bytes from the start, taking records up to half of it.
     pub fn with_capacity(capacity: usize) -> Self {
         RingConfig {
             capacity,
-            max_record: capacity / 2 - 8,
+            max_record: (capacity / 2).saturating_sub(8).min(256 << 10),
+            initial: capacity,
+        }
+    }
+
+    /// A ring that starts at [`INITIAL_CAPACITY`] and grows up to `capacity` bytes while
+    /// it is busy, taking records up to 256 KiB (or half of it, when that is less).
+    pub fn growing(capacity: usize) -> Self {
+        RingConfig {
+            initial: INITIAL_CAPACITY.min(capacity),
+            ..RingConfig::with_capacity(capacity)
         }
     }
 
@@ -83,6 +100,14 @@ impl RingConfig {
             return Err(format!(
                 "capacity {} is not a power of two between {MIN_CAPACITY} and {MAX_CAPACITY}",
                 self.capacity
+            ));
+        }
+        if !self.initial.is_power_of_two()
+            || !(MIN_CAPACITY..=self.capacity).contains(&self.initial)
+        {
+            return Err(format!(
+                "initial capacity {} is not a power of two between {MIN_CAPACITY} and the capacity ({})",
+                self.initial, self.capacity
             ));
         }
         if self.max_record == 0

@@ -99,7 +99,6 @@ mod wait;
 
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::time::Duration;
 
 use crate::names;
 use crate::shm::SharedSegment;
@@ -108,7 +107,7 @@ use crate::sys::shm::Mapping;
 
 pub use consumer::RingConsumer;
 use layout::*;
-pub use layout::{RingConfig, DEFAULT_SPIN, LAYOUT_VERSION, MAGIC, PEER_CHECK_SLICE};
+pub use layout::{RingConfig, DEFAULT_SPIN, INITIAL_CAPACITY, LAYOUT_VERSION, MAGIC};
 pub use producer::RingProducer;
 pub use wait::{RingWaker, SpaceWaiter};
 
@@ -187,8 +186,6 @@ pub struct ShmRing {
     /// The peer's pid (0: not known yet, not checked). Local to this process, never in
     /// the segment, where the peer could write any pid.
     peer: AtomicU32,
-    /// The longest single sleep of a wait, in nanoseconds ([`PEER_CHECK_SLICE`]).
-    slice_nanos: AtomicU64,
 }
 
 impl std::fmt::Debug for ShmRing {
@@ -225,6 +222,7 @@ impl ShmRing {
         word32(m, OFF_VERSION).store(LAYOUT_VERSION, Ordering::Relaxed);
         word32(m, OFF_MAX_RECORD).store(cfg.max_record as u32, Ordering::Relaxed);
         word64(m, OFF_CAPACITY).store(cfg.capacity as u64, Ordering::Relaxed);
+        word64(m, OFF_ACTIVE).store(cfg.initial as u64, Ordering::Relaxed);
         word32(m, OFF_CREATOR_PID).store(std::process::id(), Ordering::Relaxed);
         word64(m, OFF_MAGIC).store(MAGIC, Ordering::Release);
         Ok(ShmRing {
@@ -236,7 +234,6 @@ impl ShmRing {
             full_at_head: AtomicU64::new(0),
             kicked: AtomicBool::new(false),
             peer: AtomicU32::new(0),
-            slice_nanos: AtomicU64::new(PEER_CHECK_SLICE.as_nanos() as u64),
         })
     }
 
@@ -271,6 +268,7 @@ impl ShmRing {
         let cfg = RingConfig {
             capacity: usize::try_from(capacity).unwrap_or(usize::MAX),
             max_record,
+            initial: MIN_CAPACITY,
         };
         cfg.check().map_err(&header)?;
         if OFF_DATA + cfg.capacity > m.len() {
@@ -289,7 +287,6 @@ impl ShmRing {
             full_at_head: AtomicU64::new(0),
             kicked: AtomicBool::new(false),
             peer: AtomicU32::new(creator_pid),
-            slice_nanos: AtomicU64::new(PEER_CHECK_SLICE.as_nanos() as u64),
         })
     }
 
@@ -343,19 +340,30 @@ impl ShmRing {
         self.segment.fd()
     }
 
-    /// Sets the longest single sleep of this ring's waits (default [`PEER_CHECK_SLICE`]).
-    /// For tests: a long slice makes a lost wake-up hang instead of hiding behind the
-    /// next peer check.
-    #[doc(hidden)]
-    pub fn set_peer_check_slice(&self, slice: Duration) {
-        self.slice_nanos.store(
-            slice.as_nanos().min(u64::MAX as u128) as u64,
-            Ordering::Relaxed,
-        );
+    /// The data bytes the ring may grow to (its segment's data area).
+    pub fn capacity(&self) -> usize {
+        self.capacity as usize
     }
 
-    fn peer_check_slice(&self) -> Duration {
-        Duration::from_nanos(self.slice_nanos.load(Ordering::Relaxed))
+    /// The active capacity as the segment says now, checked: a power of two from
+    /// [`MIN_CAPACITY`] to the ring's capacity. The producer writes it (only while the
+    /// ring is empty, before publishing the tail); the consumer reads it after loading
+    /// the tail, for the bytes up to that tail.
+    fn active(&self) -> Result<u64, RingError> {
+        let active = word64(self.m(), OFF_ACTIVE).load(Ordering::Relaxed);
+        if active.is_power_of_two() && (MIN_CAPACITY as u64..=self.capacity).contains(&active) {
+            Ok(active)
+        } else {
+            Err(self.corrupt(format!(
+                "active capacity {active} at offset {OFF_ACTIVE} is not a power of two between {MIN_CAPACITY} and {}",
+                self.capacity
+            )))
+        }
+    }
+
+    /// The active capacity now (for tests and statistics).
+    pub fn active_capacity(&self) -> usize {
+        word64(self.m(), OFF_ACTIVE).load(Ordering::Relaxed) as usize
     }
 
     fn corrupt(&self, detail: String) -> RingError {
@@ -365,13 +373,13 @@ impl ShmRing {
         }
     }
 
-    /// Checks the positions read from the segment: `head <= tail <= head + capacity`.
-    fn check_positions(&self, head: u64, tail: u64) -> Result<u64, RingError> {
+    /// Checks the positions read from the segment against the active capacity `cap`:
+    /// `head <= tail <= head + cap`.
+    fn check_positions(&self, head: u64, tail: u64, cap: u64) -> Result<u64, RingError> {
         match tail.checked_sub(head) {
-            Some(used) if used <= self.capacity => Ok(used),
+            Some(used) if used <= cap => Ok(used),
             _ => Err(self.corrupt(format!(
-                "positions out of order: head {head}, tail {tail}, capacity {}",
-                self.capacity
+                "positions out of order: head {head}, tail {tail}, capacity {cap}"
             ))),
         }
     }

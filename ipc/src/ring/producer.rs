@@ -16,6 +16,11 @@ pub struct RingProducer {
     tail: u64,
     /// The last head we read; refreshed only when the ring looks full.
     head_cache: u64,
+    /// The active capacity (ours to change: see [`grow`](Self::grow)).
+    cap: u64,
+    /// Set when the ring was found full: the next push into an empty ring doubles the
+    /// active capacity.
+    grow_wanted: bool,
     broken: Option<RingError>,
 }
 
@@ -49,9 +54,15 @@ impl RingProducer {
             spin: DEFAULT_SPIN,
             tail,
             head_cache: head,
+            cap: MIN_CAPACITY as u64,
+            grow_wanted: false,
             broken: None,
         };
-        if let Err(e) = producer.ring.check_positions(head, tail) {
+        let checked = producer.ring.active().and_then(|cap| {
+            producer.cap = cap;
+            producer.ring.check_positions(head, tail, cap)
+        });
+        if let Err(e) = checked {
             producer.broken = Some(e);
         }
         producer
@@ -90,7 +101,15 @@ impl RingProducer {
         if self.ring.flag(OFF_CONSUMER_CLOSED).load(Ordering::Acquire) != 0 {
             return Err(RingError::Closed);
         }
-        let cap = self.ring.capacity;
+        let largest = records.clone().map(|r| r.as_ref().len()).max();
+        let Some(largest) = largest else {
+            return Ok(0);
+        };
+        if let Err(e) = self.grow(footprint(largest) as u64) {
+            self.broken = Some(e.clone());
+            return Err(e);
+        }
+        let cap = self.cap;
         let mut written = 0;
         for record in records {
             let record = record.as_ref();
@@ -100,13 +119,14 @@ impl RingProducer {
             let total = if need > to_end { to_end + need } else { need };
             if self.tail - self.head_cache + total > cap {
                 let head = self.ring.head().load(Ordering::Acquire);
-                if let Err(e) = self.ring.check_positions(head, self.tail) {
+                if let Err(e) = self.ring.check_positions(head, self.tail, cap) {
                     self.broken = Some(e.clone());
                     return Err(e);
                 }
                 self.head_cache = head;
-                if self.tail - head + total > cap {
+                if self.tail - head + total > cap || need > cap / 2 {
                     self.ring.full_at_head.store(head, Ordering::Release);
+                    self.grow_wanted = self.cap < self.ring.capacity;
                     break;
                 }
             }
@@ -125,6 +145,32 @@ impl RingProducer {
             self.ring.wake(OFF_CONSUMER_WAITING, OFF_DATA_SEM);
         }
         Ok(written)
+    }
+
+    /// Grows the active capacity, if the ring was found full (or a record of `need`
+    /// bytes needs more than half of it) and the ring is empty now: doubled, or more
+    /// for the record, up to the ring's capacity. Only an empty ring changes capacity,
+    /// and the consumer reads it after the tail this producer publishes next, so both
+    /// ends lay out every byte with the same capacity. A ring that is not empty keeps
+    /// its capacity; the push finds it full, and the next one tries again.
+    fn grow(&mut self, need: u64) -> Result<(), RingError> {
+        if !(self.grow_wanted || need > self.cap / 2) || self.cap >= self.ring.capacity {
+            return Ok(());
+        }
+        let head = self.ring.head().load(Ordering::Acquire);
+        self.ring.check_positions(head, self.tail, self.cap)?;
+        self.head_cache = head;
+        if head != self.tail {
+            return Ok(());
+        }
+        let mut cap = self.cap * 2;
+        while cap / 2 < need {
+            cap *= 2;
+        }
+        self.cap = cap.min(self.ring.capacity);
+        self.grow_wanted = false;
+        word64(self.ring.m(), OFF_ACTIVE).store(self.cap, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Writes one record if it fits; false when the ring is full.
@@ -164,6 +210,13 @@ impl RingProducer {
     /// Waits until the consumer frees space (or closes), up to `timeout`; true if it did.
     pub fn wait_space(&self, timeout: Duration) -> Result<bool, RingError> {
         self.space_waiter().wait_for(self.spin, timeout)
+    }
+
+    /// A handle that wakes this producer's waits for space from another thread.
+    pub fn waker(&self) -> RingWaker {
+        RingWaker {
+            ring: self.ring.clone(),
+        }
     }
 
     /// A handle other threads can wait for space with while this producer stays with

@@ -195,14 +195,11 @@ fn assert_woken_by_post<T: Send + 'static>(
     waiter
 }
 
-/// Guards against a lost wake-up of the consumer: with an hour between peer checks, a
-/// consumer asleep on an empty ring wakes because the push posted, not on a re-check.
+/// Guards against a lost wake-up of the consumer: a consumer asleep (for up to an hour)
+/// on an empty ring wakes because the push posted.
 #[test]
 fn a_sleeping_consumer_is_woken_by_the_push_itself() {
     let (mut producer, consumer) = pair(4096);
-    consumer
-        .ring()
-        .set_peer_check_slice(Duration::from_secs(3600));
     let ring = producer.ring.clone();
     let mut consumer = assert_woken_by_post(
         &ring,
@@ -220,9 +217,6 @@ fn a_sleeping_consumer_is_woken_by_the_push_itself() {
 #[test]
 fn a_producer_waiting_for_space_is_woken_by_the_drain_itself() {
     let (mut producer, mut consumer) = pair(4096);
-    producer
-        .ring()
-        .set_peer_check_slice(Duration::from_secs(3600));
     while producer.try_push(&[1u8; 100]).unwrap() {}
     let ring = producer.ring.clone();
     let waiter = producer.space_waiter();
@@ -241,9 +235,6 @@ fn a_producer_waiting_for_space_is_woken_by_the_drain_itself() {
 #[test]
 fn a_waker_ends_a_wait_with_nothing_to_read() {
     let (producer, consumer) = pair(4096);
-    consumer
-        .ring()
-        .set_peer_check_slice(Duration::from_secs(3600));
     let waker = consumer.waker();
     let ring = consumer.ring.clone();
     assert_woken_by_post(
@@ -304,9 +295,6 @@ fn nothing_of_a_live_ring_is_in_dev_shm() {
 #[test]
 fn scribbled_semaphores_give_spurious_wakes_at_worst() {
     let (mut producer, mut consumer) = pair(4096);
-    consumer
-        .ring()
-        .set_peer_check_slice(Duration::from_millis(20));
     for garbage in [u64::MAX, 0x0000_007f_0000_0001, 0x8000_0000, 0] {
         for off in [OFF_DATA_SEM, OFF_SPACE_SEM] {
             scribble(&producer, off, &garbage.to_le_bytes());
@@ -403,5 +391,90 @@ proptest! {
         let mut total = 0;
         let _ = consumer.drain(|r| total += r.len());
         prop_assert!(total <= 4096);
+    }
+}
+
+/// A growing ring's records through the growth: a ring that starts at one page and is
+/// pushed faster than it is drained grows, and every record arrives whole and in order,
+/// across every change of capacity (a record larger than the active capacity allows
+/// included).
+#[test]
+fn a_ring_that_grows_while_busy_keeps_every_record_in_order() {
+    let producer = RingProducer::create(RingConfig::growing(1 << 20)).unwrap();
+    let mut consumer = RingConsumer::open(producer.ring().base(), segment_of(&producer)).unwrap();
+    let mut producer = producer;
+    assert_eq!(producer.ring().active_capacity(), INITIAL_CAPACITY);
+    let mut sizes = vec![producer.ring().active_capacity()];
+    let (mut next, mut expected) = (1u32, 1u32);
+    while expected < 50_000 {
+        // Every 997th record is 40 KiB: more than half of the first capacities.
+        let batch: Vec<Vec<u8>> = (next..next + 64)
+            .map(|seq| {
+                let len = if seq % 997 == 0 {
+                    40 << 10
+                } else {
+                    (seq % 200) as usize + 4
+                };
+                let mut r = vec![seq as u8; len];
+                r[..4].copy_from_slice(&seq.to_le_bytes());
+                r
+            })
+            .collect();
+        let written = producer.try_push_batch(&batch).unwrap();
+        next += written as u32;
+        // Drained only when full, so it is found full at every capacity.
+        if written < batch.len() {
+            consumer
+                .drain(|r| {
+                    let seq = u32::from_le_bytes(r[..4].try_into().unwrap());
+                    assert_eq!(seq, expected, "records out of order");
+                    let len = if seq % 997 == 0 {
+                        40 << 10
+                    } else {
+                        (seq % 200) as usize + 4
+                    };
+                    assert_eq!(r.len(), len);
+                    assert!(r[4..].iter().all(|&b| b == seq as u8));
+                    expected += 1;
+                })
+                .unwrap();
+        }
+        let active = producer.ring().active_capacity();
+        if sizes.last() != Some(&active) {
+            sizes.push(active);
+        }
+    }
+    assert!(sizes.len() > 3, "the ring grew in steps: {sizes:?}");
+    assert!(sizes.windows(2).all(|w| w[0] < w[1]), "{sizes:?}");
+    assert!(*sizes.last().unwrap() <= 1 << 20);
+}
+
+/// An idle ring stays small: records that never fill it keep it at its first capacity,
+/// however many pass through.
+#[test]
+fn a_ring_that_is_never_full_keeps_its_first_capacity() {
+    let producer = RingProducer::create(RingConfig::growing(1 << 20)).unwrap();
+    let mut consumer = RingConsumer::open(producer.ring().base(), segment_of(&producer)).unwrap();
+    let mut producer = producer;
+    for round in 0..10_000u32 {
+        assert!(producer.try_push(&round.to_le_bytes()).unwrap());
+        assert_eq!(drain_all(&mut consumer), vec![round.to_le_bytes().to_vec()]);
+    }
+    assert_eq!(producer.ring().active_capacity(), INITIAL_CAPACITY);
+}
+
+/// Guards against a hostile producer's active capacity: a value that is not a power of
+/// two, or larger than the segment, is corruption that names the offset.
+#[test]
+fn a_scribbled_active_capacity_is_corruption_not_a_panic() {
+    for bad in [0u64, 3, 1 << 40, 6000] {
+        let (mut producer, mut consumer) = pair(4096);
+        assert!(producer.try_push(b"x").unwrap());
+        scribble(&producer, OFF_ACTIVE, &bad.to_le_bytes());
+        let err = consumer.drain(|_| {}).unwrap_err().to_string();
+        assert!(
+            err.contains("active capacity") && err.contains("144"),
+            "{err}"
+        );
     }
 }

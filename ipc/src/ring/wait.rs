@@ -29,9 +29,16 @@ impl ShmRing {
         }
     }
 
-    /// Waits until `ready()` or `timeout`: spin with yields, then sleep on the semaphore at
-    /// `sem_off` with the flag at `flag_off` raised. Returns whether `ready()` held; checks the peer's closed
-    /// flag (`peer_closed_off`: counts as ready, the caller sees it) and its process.
+    /// Waits until `ready()` or `timeout` (`Duration::MAX`: no deadline): spin with
+    /// yields, then sleep on the semaphore at `sem_off` with the flag at `flag_off`
+    /// raised. Returns whether `ready()` held; false on timeout or when a [`RingWaker`]
+    /// kicked this end. The peer's closed flag (`peer_closed_off`) counts as ready (the
+    /// caller sees it), and a peer process found dead before a sleep is an error.
+    ///
+    /// A sleep has no period: it lasts until a post (the peer's, after it published or
+    /// closed; a [`RingWaker`]'s, from this process, which is how the host wakes a
+    /// waiter whose peer died or whose session it stops) or the deadline. Idle, a
+    /// waiter costs nothing.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn wait(
         &self,
@@ -63,6 +70,10 @@ impl ShmRing {
                 flag.store(0, Ordering::Relaxed);
                 return Ok(true);
             }
+            if self.kicked.swap(false, Ordering::AcqRel) {
+                flag.store(0, Ordering::Relaxed);
+                return Ok(false);
+            }
             let pid = self.peer_pid();
             if pid != 0 && !crate::sys::process_alive(pid) {
                 flag.store(0, Ordering::Relaxed);
@@ -73,9 +84,11 @@ impl ShmRing {
                 flag.store(0, Ordering::Relaxed);
                 return Ok(false);
             }
+            // One sleep: it returns on any wake-up, even one whose post a scribbling
+            // peer took back, so that the checks above run again.
             let woke = self
                 .sem(sem_off)
-                .wait_timeout(left.min(self.peer_check_slice()))
+                .wait_once(left)
                 .map_err(|e| RingError::Wait {
                     ring: self.base.clone(),
                     detail: e.to_string(),
@@ -85,10 +98,14 @@ impl ShmRing {
             if ready() {
                 return Ok(true);
             }
-            if self.kicked.swap(false, Ordering::AcqRel) {
-                return Ok(false);
-            }
         }
+    }
+
+    /// Makes this end's current or next wait return (false) at once.
+    fn kick(&self) {
+        self.kicked.store(true, Ordering::Release);
+        self.post(OFF_DATA_SEM);
+        self.post(OFF_SPACE_SEM);
     }
 }
 
@@ -120,17 +137,19 @@ impl SpaceWaiter {
     }
 }
 
-/// Wakes a sleeping consumer of this process from another thread (see
-/// [`RingConsumer::waker`]): its current or next wait returns at once.
+/// Wakes a sleeping end of a ring in this process from another thread (see
+/// [`RingConsumer::waker`], [`RingProducer::waker`]): its current or next wait returns
+/// at once. The host uses it to stop a session or to tell a waiter its peer died; a
+/// plugin, to close an endpoint.
 #[derive(Debug, Clone)]
 pub struct RingWaker {
     pub(super) ring: Arc<ShmRing>,
 }
 
 impl RingWaker {
-    /// Makes the consumer's wait return.
+    /// Makes the waiting end's wait return. It also posts the peer's semaphore once,
+    /// which costs the peer one spurious wake-up at most.
     pub fn wake(&self) {
-        self.ring.kicked.store(true, Ordering::Release);
-        self.ring.post(OFF_DATA_SEM);
+        self.ring.kick();
     }
 }

@@ -16,7 +16,8 @@
 //! operations, their flags and the clock are constants of this module, never read from
 //! the segment. What a hostile peer can do to the word is set the count: a high count
 //! gives spurious wake-ups (the ring re-checks its condition after every wake), a zero
-//! count loses a post (the waiter's sleep is bounded and it re-checks then), and no
+//! count loses a post (the ring's waits return after every wake-up, see
+//! [`SegmentSemaphore::wait_once`], and re-check their own conditions), and no
 //! value makes a post or a wait fault, block without a deadline, or abort. Any error
 //! the kernel reports is returned to the caller (the ring maps it to its `Wait` error).
 //!
@@ -79,6 +80,28 @@ impl<'a> SegmentSemaphore<'a> {
                 },
             }
         }
+    }
+}
+
+impl SegmentSemaphore<'_> {
+    /// Takes one if it can; otherwise sleeps once, until a wake-up or `timeout`, and
+    /// takes one if it can then. True if it took one. Unlike
+    /// [`wait_timeout`](Self::wait_timeout) it returns after any wake-up, even one whose
+    /// count was taken back (by a peer scribbling on the word), so the caller can check
+    /// its own conditions (a stop, a dead peer) after every wake-up it was sent.
+    pub fn wait_once(&self, timeout: Duration) -> io::Result<bool> {
+        if self.try_wait() {
+            return Ok(true);
+        }
+        let deadline = monotonic_deadline(timeout)?;
+        match futex(self.word, libc::FUTEX_WAIT_BITSET, 0, Some(&deadline)) {
+            Ok(_) => {}
+            Err(e) => match e.raw_os_error() {
+                Some(libc::EAGAIN) | Some(libc::EINTR) | Some(libc::ETIMEDOUT) => {}
+                _ => return Err(e),
+            },
+        }
+        Ok(self.try_wait())
     }
 }
 

@@ -28,10 +28,6 @@ pub enum RecvTimeoutError {
     Closed,
 }
 
-/// How long one wait on the transport lasts before the close signal is checked again
-/// (the close signal also interrupts it, so this only bounds a missed wake-up).
-const RECV_SLICE: Duration = Duration::from_millis(250);
-
 impl EventReceiver {
     pub(crate) fn new(inbound: Box<dyn Inbound>, close: Close) -> Self {
         close.on_close(inbound.waker());
@@ -47,9 +43,12 @@ impl EventReceiver {
     ///
     /// Events already delivered to this process are still returned after a close, so a
     /// reactor sees everything the host sent before it closed the endpoint.
+    ///
+    /// It sleeps until an event arrives or the endpoint closes (the close signal wakes
+    /// it): an idle reactor costs no CPU.
     pub fn recv(&mut self) -> Option<Event> {
         loop {
-            match self.recv_timeout(RECV_SLICE) {
+            match self.recv_timeout(Duration::MAX) {
                 Ok(ev) => return Some(ev),
                 Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Closed) => return None,
@@ -57,11 +56,11 @@ impl EventReceiver {
         }
     }
 
-    /// The next event, waiting at most `timeout`.
+    /// The next event, waiting at most `timeout` (`Duration::MAX`: for good).
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Event, RecvTimeoutError> {
         // Set after a first look at what has arrived, which neither waits nor reads the
-        // clock (a busy reactor takes most events that way).
-        let mut deadline: Option<Instant> = None;
+        // clock (a busy reactor takes most events that way); `Some(None)`: no deadline.
+        let mut deadline: Option<Option<Instant>> = None;
         loop {
             if let Some(ev) = self.queue.pop_front() {
                 return Ok(ev);
@@ -72,7 +71,10 @@ impl EventReceiver {
             let closed = self.close.is_closed();
             // After a close, take what has already arrived without waiting, then stop.
             let wait = match deadline {
-                Some(deadline) if !closed => deadline.saturating_duration_since(Instant::now()),
+                Some(Some(deadline)) if !closed => {
+                    deadline.saturating_duration_since(Instant::now())
+                }
+                Some(None) if !closed => Duration::MAX,
                 _ => Duration::ZERO,
             };
             if self.inbound.recv_into(&mut self.queue, wait).is_err() {
@@ -81,8 +83,8 @@ impl EventReceiver {
             if self.queue.is_empty() {
                 match deadline {
                     _ if closed => self.ended = true,
-                    None => deadline = Some(Instant::now() + timeout),
-                    Some(deadline) if Instant::now() >= deadline => {
+                    None => deadline = Some(Instant::now().checked_add(timeout)),
+                    Some(Some(deadline)) if Instant::now() >= deadline => {
                         return Err(RecvTimeoutError::Timeout)
                     }
                     Some(_) => {}

@@ -21,6 +21,8 @@ pub struct Instance {
     pub name: EndpointName,
     /// The instance's `cfg` as JSON.
     pub cfg: String,
+    /// The most its ring may grow to, in bytes.
+    pub ring_size: usize,
     /// The service the instance belongs to.
     pub core: Arc<ServiceCore>,
 }
@@ -193,13 +195,13 @@ fn boot_steps(
         };
         let (ring, session) = match inst.name.kind {
             PluginKind::Watcher => {
-                let (ring, end) =
-                    rings::create_watcher_ring(conn.pid()).map_err(|e| fail(e.to_string()))?;
+                let (ring, end) = rings::create_watcher_ring(conn.pid(), inst.ring_size)
+                    .map_err(|e| fail(e.to_string()))?;
                 (ring, Session::Watcher(end, inst.core.clone()))
             }
             PluginKind::Reactor => {
-                let (ring, end) =
-                    rings::create_reactor_ring(conn.pid()).map_err(|e| fail(e.to_string()))?;
+                let (ring, end) = rings::create_reactor_ring(conn.pid(), inst.ring_size)
+                    .map_err(|e| fail(e.to_string()))?;
                 (ring, Session::Reactor(end, inst.core.clone()))
             }
         };
