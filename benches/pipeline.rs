@@ -9,7 +9,7 @@
 //! The baseline in the same run is the codec work of a pipeline that decodes: decode the
 //! update and encode one event. The figures are printed as `summary:` lines,
 //! with the allocations per event counted by a counting wrapper around the host's
-//! allocator (mimalloc, as in the `receptor` binary).
+//! allocator (the system allocator, as in the `receptor` binary).
 
 use std::time::Instant;
 
@@ -22,7 +22,7 @@ use ipc::sys::alloc::Counting;
 
 /// The host's allocator, counted, so the bench can report allocations per event.
 #[global_allocator]
-static GLOBAL: Counting<mimalloc::MiMalloc> = Counting::new(mimalloc::MiMalloc);
+static GLOBAL: Counting<std::alloc::System> = Counting::new(std::alloc::System);
 
 /// A reactor that keeps up: takes every record, counts the bytes.
 struct KeepUp(u64);

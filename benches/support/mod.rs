@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 pub mod host_log;
 #[path = "../../tests/common/mirror.rs"]
 pub mod mirror;
+pub mod procs;
 
 /// A child process, stopped (SIGTERM, then SIGKILL) and reaped whatever happens.
 pub struct Guard(pub Option<Child>);
@@ -79,6 +80,30 @@ impl BenchHost {
     /// The host's directory.
     pub fn path(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The host's pid.
+    pub fn pid(&self) -> u32 {
+        self.host.0.as_ref().map_or(0, |c| c.id())
+    }
+
+    /// Sends SIGTERM and waits (up to a minute) for the host to exit; how long it took.
+    pub fn stop(&mut self) -> Duration {
+        let Some(mut child) = self.host.0.take() else {
+            return Duration::ZERO;
+        };
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let asked = Instant::now();
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        while child.try_wait().ok().flatten().is_none() {
+            if asked.elapsed() > Duration::from_secs(60) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the host did not stop within a minute of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        asked.elapsed()
     }
 
     /// The host's log so far.

@@ -16,14 +16,28 @@
 //!             magic "RCPTRING" (u64) | layout version (u32) | max record (u32)
 //!             capacity (u64) | creator pid (u32) | unused (u32, was the opener pid)
 //! offset 128  producer line: tail (u64) | producer closed (u32) | producer waiting (u32)
+//!             | active capacity (u64)
 //! offset 256  consumer line: head (u64) | consumer closed (u32) | consumer waiting (u32)
 //! offset 384  `data` semaphore: its count (u32), the consumer sleeps on it
 //! offset 448  `space` semaphore: its count (u32), the producer sleeps on it
 //! offset 512  data: `capacity` bytes, a power of two
 //! ```
-//! The two positions are free-running byte counters (the index is `pos & (capacity-1)`)
+//! The two positions are free-running byte counters (the index is `pos & (active-1)`)
 //! on lines 128 bytes apart, so the producer's and the consumer's writes never share a
 //! cache line (nor an adjacent-line prefetch pair).
+//!
+//! # Growing while busy
+//! `capacity` is what the ring may grow to (the segment's data area); the *active*
+//! capacity is how much of it the positions wrap around now. A ring starts small
+//! ([`INITIAL_CAPACITY`], one page) and the producer doubles the active capacity, up to
+//! `capacity`, after it found the ring full (or to fit a record larger than half of
+//! it). It changes it only while the ring is empty (`head == tail`), and stores it
+//! before it publishes the next tail, so the consumer, which reads it after loading the
+//! tail, lays out every byte it copies with the capacity the producer wrote it with.
+//! The pages past the active capacity are never touched, and a memory file allocates
+//! pages only when they are touched: an idle ring costs two pages, a busy one what its
+//! traffic needed, and the configuration alone (how many endpoints, how large their
+//! rings may grow) costs nothing. A ring does not shrink again.
 //!
 //! A record is a little-endian `u32` length, the bytes, and padding to 8. A record never
 //! straddles the end of the buffer: when it does not fit before the end, the producer
@@ -52,21 +66,27 @@
 //! costs about 35 µs across cores, so spinning for up to 50 µs catches the next batch of
 //! a busy peer without a sleep; a pause-only spin starved the peer when both processes
 //! shared one core, while `sched_yield` hands the core over, so the same spin serves
-//! both placements. An idle waiter sleeps after 50 µs and costs nothing until woken.
+//! both placements. An idle waiter sleeps after 50 µs and costs nothing until woken:
+//! a sleep has no period, it lasts until a post or the caller's deadline.
 //!
-//! # A dead peer
-//! Sleeps are timed waits of at most [`PEER_CHECK_SLICE`] (on the monotonic clock);
-//! after each one the waiter checks the peer's closed flag and whether the peer's process
-//! is alive (a zombie counts as dead). A SIGKILLed peer is noticed within about a slice,
-//! never waited on forever. Which process is the peer is never read from the segment on
-//! the host's side: the host tells its end the pid of the child it spawned
-//! ([`ShmRing::set_peer`]); a plugin's end takes the creator's pid from the header (the
-//! host wrote it, and the host is not the party a plugin must distrust).
+//! # A dead peer, a stop
+//! A peer that closes its end posts the other side's semaphore. A peer that dies
+//! cannot: its death reaches the waiter from outside the ring. Before each sleep the
+//! waiter checks the peer's closed flag and whether the peer's process is alive (a
+//! zombie counts as dead); during a sleep, whoever learns of the death wakes it with a
+//! [`RingWaker`] (the host's plugin actor learns it from the control connection and
+//! stops the plugin's sessions; a plugin's SDK learns the host's from the same
+//! connection and closes its endpoints), and the wait returns. No wait polls: an idle
+//! host with thousands of endpoints makes no wake-up at all. Which process is the peer
+//! is never read from the segment on the host's side: the host tells its end the pid of
+//! the child it spawned ([`ShmRing::set_peer`]); a plugin's end takes the creator's pid
+//! from the header (the host wrote it, and the host is not the party a plugin must
+//! distrust).
 //!
 //! # Untrusted memory
 //! Everything read from the segment is checked: the header on open (magic, version,
-//! capacity against the segment's real size, the record limit), the positions on every
-//! read (`head <= tail <= head + capacity`), and every length and wrap marker against
+//! capacity against the segment's real size, the record limit), the active capacity
+//! and the positions on every read (`head <= tail <= head + active`), and every length and wrap marker against
 //! the bytes actually published. A check that fails is a [`RingError::Corrupt`] that
 //! names the ring and the offset; the ring is then broken for good. All access goes
 //! through [`Mapping`](crate::sys::shm::Mapping)'s bounds-checked copies, and the
@@ -75,9 +95,10 @@
 //! words of the segment, so a post or a wait can never fault.
 //!
 //! The semaphores' counts are as untrusted as the rest. A peer that writes them can
-//! cause spurious wake-ups (every wake is followed by a re-check of the condition) or a
-//! lost post (every sleep ends within [`PEER_CHECK_SLICE`] and re-checks), never a
-//! fault, an abort or an unbounded block; an error from the kernel is a
+//! cause spurious wake-ups (every wake is followed by a re-check of the condition) or
+//! lose its own posts (a wait returns after every wake-up, so a [`RingWaker`]'s post
+//! still ends it, and the peer only delays the records it sends itself), never a
+//! fault, an abort or a wait that a stop cannot end; an error from the kernel is a
 //! [`RingError::Wait`], never a panic. That is why they are not glibc's `sem_t`
 //! (`sem_init` with `pshared`): glibc takes the futex operation it issues from a word of
 //! the `sem_t` itself, and a peer scribbling on it makes glibc abort the host (see

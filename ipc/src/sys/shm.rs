@@ -34,9 +34,6 @@ use nix::fcntl::{fcntl, FcntlArg, SealFlag};
 use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
 use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
 
-/// The page size assumed when pre-faulting (Linux on x86-64 and aarch64 default).
-const PAGE: usize = 4096;
-
 /// The seals every segment carries: its size is fixed for good.
 const SIZE_SEALS: SealFlag = SealFlag::F_SEAL_SHRINK
     .union(SealFlag::F_SEAL_GROW)
@@ -71,7 +68,8 @@ pub fn seals(fd: BorrowedFd<'_>) -> io::Result<SealFlag> {
 
 impl Mapping {
     /// Creates a memory file named `name` (shown in `/proc/<pid>/fd`, nowhere else) of
-    /// `size` zeroed bytes, seals its size, maps it and pre-faults it. Returns the
+    /// `size` zeroed bytes, seals its size and maps it (its pages are allocated when
+    /// first touched). Returns the
     /// mapping and the file, to hand to the peer.
     pub fn create_sealed(name: &str, size: usize) -> io::Result<(Mapping, OwnedFd)> {
         let c_name = CString::new(name)
@@ -84,8 +82,9 @@ impl Mapping {
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "size too large"))?;
         nix::unistd::ftruncate(&fd, len)?;
         fcntl(fd.as_raw_fd(), FcntlArg::F_ADD_SEALS(SIZE_SEALS))?;
+        // Not prefaulted: a ring touches only the pages its active capacity covers, so
+        // an idle ring costs a page or two, and a busy one faults each page in once.
         let mapping = Self::map(fd.as_fd(), size)?;
-        mapping.prefault(true);
         Ok((mapping, fd))
     }
 
@@ -109,9 +108,7 @@ impl Mapping {
         let stat = nix::sys::stat::fstat(fd.as_raw_fd())?;
         let size = usize::try_from(stat.st_size)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "negative size"))?;
-        let mapping = Self::map(fd, size)?;
-        mapping.prefault(false);
-        Ok(mapping)
+        Self::map(fd, size)
     }
 
     fn map(fd: BorrowedFd<'_>, size: usize) -> io::Result<Mapping> {
@@ -145,23 +142,6 @@ impl Mapping {
     /// Whether the mapping is empty (never, for a created one).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-
-    /// Touches every page so page faults happen now rather than in the hot path: the
-    /// creator writes (allocating the pages), an opener reads (mapping them).
-    fn prefault(&self, write: bool) {
-        use std::sync::atomic::Ordering::Relaxed;
-        let mut offset = 0;
-        while offset < self.len() {
-            if let Some(word) = self.atomic_u32(offset) {
-                if write {
-                    word.fetch_add(0, Relaxed);
-                } else {
-                    word.load(Relaxed);
-                }
-            }
-            offset += PAGE;
-        }
     }
 
     fn in_bounds(&self, offset: usize, len: usize) -> bool {

@@ -14,7 +14,8 @@
 //!   `message` (or a fixed junk) into its ring as a raw record, bypassing the encoder;
 //!   `error` returns the error `message` from `handle`.
 //! - `count`: sends `count` one-node events, each naming a node not seen before
-//!   (`<prefix>-<i>`), as fast as it can, then waits for close.
+//!   (`<prefix>-<i>`), as fast as it can (once the file `release` exists, when given),
+//!   then waits for close.
 //! - `mirror`: polls `file` (a JSON list of nodes, all up) every 20 ms and sends it with
 //!   `send_full` whenever it changed, as a watcher of a real registry would; the first
 //!   poll after a start always sends.
@@ -159,6 +160,10 @@ impl Watcher for TestWatcher {
                 } else {
                     &s.prefix
                 };
+                // A bench may hold the stream back until everything else has started.
+                if let Some(release) = &s.release {
+                    while !release.exists() && !close.wait_timeout(Duration::from_millis(5)) {}
+                }
                 let start = std::time::Instant::now();
                 for i in 0..s.count {
                     bench::pace(start, s.rate, i);
