@@ -43,7 +43,7 @@ fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
 fn churn(run: &ReactorRun, truth: &mut BTreeMap<String, String>, nodes: usize, count: usize) {
     for i in 0..count {
         let name = format!("n{:03}", (i * 7) % nodes);
-        let up = (i / nodes) % 2 == 0 || i % 3 == 0;
+        let up = (i / nodes).is_multiple_of(2) || i.is_multiple_of(3);
         let status = if up { NodeStatus::Up } else { NodeStatus::Down };
         run.send(Event::with_node(
             &name,
