@@ -116,15 +116,19 @@ impl Delivery {
             };
             match self.post(&batch).await {
                 Outcome::Delivered => {
+                    self.pending.done();
                     self.backoff.reset();
                     tracing::debug!(url = %self.settings.url, nodes = batch.len(), "delivered");
                 }
-                Outcome::Refused(why) => tracing::warn!(
-                    "{} refused {} node changes of service '{}', not retried: {why}",
-                    self.settings.url,
-                    batch.len(),
-                    self.service
-                ),
+                Outcome::Refused(why) => {
+                    self.pending.done();
+                    tracing::warn!(
+                        "{} refused {} node changes of service '{}', not retried: {why}",
+                        self.settings.url,
+                        batch.len(),
+                        self.service
+                    )
+                }
                 Outcome::Failed(why) => {
                     self.pending.put_back(batch);
                     let delay = self.backoff.next_delay();

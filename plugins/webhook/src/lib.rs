@@ -106,8 +106,8 @@ fn deliver(delivery: Delivery, pending: &Pending) {
         }
         if tokio::time::timeout(CLOSE_GRACE, run).await.is_err() {
             tracing::warn!(
-                "{} node changes not delivered within {CLOSE_GRACE:?} of the close: dropped",
-                pending.len()
+                "changes of {} nodes not delivered within {CLOSE_GRACE:?} of the close: dropped",
+                pending.undelivered()
             );
         }
     });

@@ -25,6 +25,8 @@ pub struct Pending {
 #[derive(Debug, Default)]
 struct State {
     nodes: BTreeMap<String, NodeInfo>,
+    /// Nodes taken by a request that has not ended yet.
+    in_flight: usize,
     closed: bool,
 }
 
@@ -62,12 +64,19 @@ impl Pending {
             }
             batch
         };
+        state.in_flight = batch.len();
         Some(batch)
+    }
+
+    /// Marks the batch taken last as done (delivered or given up on).
+    pub fn done(&self) {
+        self.lock().in_flight = 0;
     }
 
     /// Puts back a batch that was not delivered, under any newer change of its nodes.
     pub fn put_back(&self, batch: Vec<NodeInfo>) {
         let mut state = self.lock();
+        state.in_flight = 0;
         for node in batch {
             state.nodes.entry(node.name.clone()).or_insert(node);
         }
@@ -81,6 +90,13 @@ impl Pending {
     /// Whether nothing waits.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// How many nodes' changes are not delivered yet: waiting, or in a request that has
+    /// not ended.
+    pub fn undelivered(&self) -> usize {
+        let state = self.lock();
+        state.nodes.len() + state.in_flight
     }
 
     /// Marks the endpoint closed: deliver what is left, then stop.
@@ -124,6 +140,7 @@ mod tests {
         assert_eq!(batch.len(), 2);
         assert_eq!(batch[0].status, Down);
         assert!(p.take(10).is_none());
+        assert_eq!(p.undelivered(), 2);
         p.add(Event::with_node("b", Down, "h", 2));
         p.put_back(batch);
         let again = p.take(1).unwrap();
@@ -131,5 +148,7 @@ mod tests {
         let again = p.take(1).unwrap();
         assert_eq!((again[0].name.as_str(), again[0].status), ("b", Down));
         assert!(p.is_empty());
+        p.done();
+        assert_eq!(p.undelivered(), 0);
     }
 }

@@ -115,8 +115,23 @@ fn a_receiver_down_for_a_while_gets_the_true_state_and_the_pipeline_never_waits(
     receiver.stop();
     // More events than the harness's channel holds (1,024): they only get through if
     // the endpoint keeps taking events while its deliveries fail.
-    churn(&run, &mut truth, 50, 5_000);
-    receiver.resume();
+    let (done, finished) = std::sync::mpsc::channel();
+    let later = std::thread::scope(|scope| {
+        let sender = scope.spawn(|| {
+            let mut later = BTreeMap::new();
+            churn(&run, &mut later, 50, 5_000);
+            done.send(()).unwrap();
+            later
+        });
+        let in_time = finished.recv_timeout(WAIT).is_ok();
+        receiver.resume();
+        assert!(
+            in_time,
+            "the endpoint stopped taking events while the receiver was down"
+        );
+        sender.join().unwrap()
+    });
+    truth.extend(later);
     wait_until("the true final state", || receiver.state() == truth);
     run.close();
     run.join(WAIT).unwrap();
