@@ -45,7 +45,7 @@ pub async fn run(settings: Settings, events: EventSender) -> Result<(), SendErro
             node.port,
             settings.probe.clone(),
             first,
-            settings.clone_timing(),
+            Timing::of(&settings),
             tx.clone(),
         ));
     }
@@ -77,13 +77,13 @@ struct Timing {
     fall: u32,
 }
 
-impl Settings {
-    fn clone_timing(&self) -> Timing {
+impl Timing {
+    fn of(settings: &Settings) -> Timing {
         Timing {
-            interval: self.interval,
-            timeout: self.timeout,
-            rise: self.rise,
-            fall: self.fall,
+            interval: settings.interval,
+            timeout: settings.timeout,
+            rise: settings.rise,
+            fall: settings.fall,
         }
     }
 }
