@@ -58,6 +58,11 @@ pub fn run(config: Config, launcher: Launcher, hooks: TestHooks) -> Result<(), H
     if let Err(e) = nix::sys::prctl::set_thp_disable(true) {
         tracing::debug!("cannot turn transparent huge pages off: {e}");
     }
+    // Every endpoint's ring is a descriptor in the host: 1,000 services need 2,000.
+    match ipc::sys::raise_fd_limit() {
+        Ok(limit) => tracing::debug!("open file limit: {limit}"),
+        Err(e) => tracing::warn!("cannot raise the limit on open files: {e}"),
+    }
     let system = actix::System::new();
     let result = system.block_on(async move {
         let mut terminate = signal(SignalKind::terminate())

@@ -360,6 +360,10 @@ fn watch_parent() {
 fn serve<S: Served>(plugin: S) -> ! {
     init_logging();
     watch_parent();
+    // A ring's segment is a descriptor: a plugin with many endpoints needs many.
+    if let Err(e) = ipc::sys::raise_fd_limit() {
+        tracing::warn!("cannot raise the limit on open files: {e}");
+    }
     let conn = match PluginEnd::from_env(HANDSHAKE_TIMEOUT) {
         Ok(conn) => conn,
         Err(e) => {

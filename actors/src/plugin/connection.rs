@@ -235,26 +235,50 @@ impl PluginConnection {
         Ok(self.conn.request(request, REQUEST_TIMEOUT)?)
     }
 
-    /// `Accept` for one instance; returns the id its endpoint goes by.
-    pub fn accept(&self, spec: &AcceptSpec) -> Result<EndpointId, PluginRequestError> {
-        let endpoint = self.next_endpoint.fetch_add(1, Ordering::Relaxed);
-        let request = Request::Accept {
-            endpoint,
-            service: spec.service.clone(),
-            instance: spec.instance.clone(),
-            cfg: spec.cfg.clone(),
-            ring: spec.ring.0.clone(),
-        };
-        self.conn
-            .accept_with_segment(request, spec.ring.1.as_fd(), REQUEST_TIMEOUT)?;
-        Ok(endpoint)
+    /// `Accept` for every instance of `specs`, all sent at once (one round trip); the
+    /// ids their endpoints go by, or the first failure with its index in `specs`.
+    pub fn accept_all(
+        &self,
+        specs: &[AcceptSpec],
+    ) -> Result<Vec<EndpointId>, (usize, PluginRequestError)> {
+        let first = self
+            .next_endpoint
+            .fetch_add(specs.len() as u64, Ordering::Relaxed);
+        let ids: Vec<EndpointId> = (first..first + specs.len() as u64).collect();
+        let requests = specs
+            .iter()
+            .zip(&ids)
+            .map(|(spec, &endpoint)| {
+                let request = Request::Accept {
+                    endpoint,
+                    service: spec.service.clone(),
+                    instance: spec.instance.clone(),
+                    cfg: spec.cfg.clone(),
+                    ring: spec.ring.0.clone(),
+                };
+                (request, Some(spec.ring.1.as_fd()))
+            })
+            .collect();
+        let answers = self.conn.request_all(requests, REQUEST_TIMEOUT);
+        for (i, answer) in answers.into_iter().enumerate() {
+            answer.map_err(|e| (i, e.into()))?;
+        }
+        Ok(ids)
     }
 
-    /// `Start`: the plugin runs the endpoint's `handle`.
-    pub fn start(&self, endpoint: EndpointId) -> Result<(), PluginRequestError> {
-        Ok(self
-            .conn
-            .request(Request::Start { endpoint }, REQUEST_TIMEOUT)?)
+    /// `Start` for every endpoint of `endpoints` (the plugin runs each one's `handle`),
+    /// all sent at once: one round trip, not one per endpoint. The first failure, with
+    /// its index in `endpoints`.
+    pub fn start_all(&self, endpoints: &[EndpointId]) -> Result<(), (usize, PluginRequestError)> {
+        let requests = endpoints
+            .iter()
+            .map(|&endpoint| (Request::Start { endpoint }, None))
+            .collect();
+        let answers = self.conn.request_all(requests, REQUEST_TIMEOUT);
+        for (i, answer) in answers.into_iter().enumerate() {
+            answer.map_err(|e| (i, e.into()))?;
+        }
+        Ok(())
     }
 
     /// `Close`: the endpoint's close signal fires; the plugin has `timeout` to answer.

@@ -48,7 +48,10 @@ pub enum HostEvent {
     },
 }
 
-type Pending = Arc<Mutex<HashMap<u64, Sender<Result<(), String>>>>>;
+type Pending = Arc<Mutex<HashMap<u64, Sender<Answer>>>>;
+
+/// A request's answer: done, or the plugin's refusal.
+type Answer = Result<(), String>;
 
 /// The host's end of a plugin's control connection.
 pub struct HostEnd {
@@ -137,12 +140,43 @@ impl HostEnd {
         self.request_with(request, Some(segment), timeout)
     }
 
+    /// Sends every request of `requests` at once, then waits for their answers, each up
+    /// to `timeout` from when it was sent: one round trip for all, where
+    /// [`request`](Self::request) in a loop takes one each (a plugin with 1,000
+    /// endpoints is started in one go). The answers come in the order of the requests.
+    /// A request may carry a descriptor to pass beside it (an `Accept`'s segment).
+    pub fn request_all(
+        &self,
+        requests: Vec<(Request, Option<BorrowedFd<'_>>)>,
+        timeout: Duration,
+    ) -> Vec<Result<(), RequestError>> {
+        let sent: Vec<_> = requests
+            .into_iter()
+            .map(|(request, fd)| self.send_request(request, fd, timeout))
+            .collect();
+        sent.into_iter()
+            .map(|sent| sent.and_then(|(id, rx)| self.await_answer(id, rx, timeout)))
+            .collect()
+    }
+
     fn request_with(
         &self,
         request: Request,
         fd: Option<BorrowedFd<'_>>,
         timeout: Duration,
     ) -> Result<(), RequestError> {
+        let (id, rx) = self.send_request(request, fd, timeout)?;
+        self.await_answer(id, rx, timeout)
+    }
+
+    /// Sends `request` (with `fd` beside it) and returns its id and where its answer
+    /// will arrive.
+    fn send_request(
+        &self,
+        request: Request,
+        fd: Option<BorrowedFd<'_>>,
+        timeout: Duration,
+    ) -> Result<(u64, mpsc::Receiver<Answer>), RequestError> {
         if let Some(reason) = self
             .closed
             .lock()
@@ -192,6 +226,16 @@ impl HostEnd {
             }
             return Err(RequestError::Disconnected(reason));
         }
+        Ok((id, rx))
+    }
+
+    /// Waits up to `timeout` for the answer to request `id`.
+    fn await_answer(
+        &self,
+        id: u64,
+        rx: mpsc::Receiver<Answer>,
+        timeout: Duration,
+    ) -> Result<(), RequestError> {
         match rx.recv_timeout(timeout) {
             Ok(Ok(())) => Ok(()),
             Ok(Err(text)) => Err(RequestError::Rejected(text)),

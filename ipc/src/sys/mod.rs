@@ -29,6 +29,19 @@ use nix::errno::Errno;
 use nix::sys::signal::kill;
 use nix::unistd::Pid;
 
+/// Raises this process's soft limit on open descriptors to its hard limit and returns
+/// the new soft limit. Every ring holds a descriptor in the host and in its plugin, so
+/// a host with 1,000 services needs more than the usual soft limit of 1,024 (the hard
+/// limit is usually far higher; the Go runtime raises it the same way).
+pub fn raise_fd_limit() -> std::io::Result<u64> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
+    }
+    Ok(hard.max(soft))
+}
+
 /// Whether process `pid` exists and is not a zombie. A pid that cannot be signalled for
 /// lack of permission exists (it belongs to another user).
 pub fn process_alive(pid: u32) -> bool {

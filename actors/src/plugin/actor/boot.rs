@@ -187,6 +187,8 @@ fn boot_steps(
     }
     conn.setup(global_cfg)
         .map_err(|e| BootError::Setup(e.to_string()))?;
+    // Every ring first, then every `Accept` at once (one round trip for them all).
+    let mut accepts = Vec::with_capacity(instances.len());
     let mut sessions = Vec::with_capacity(instances.len());
     for inst in instances {
         let fail = |message: String| BootError::Accept {
@@ -205,14 +207,24 @@ fn boot_steps(
                 (ring, Session::Reactor(end, inst.core.clone()))
             }
         };
-        let accept = AcceptSpec {
+        accepts.push(AcceptSpec {
             service: inst.name.service.clone(),
             instance: inst.name.instance.clone(),
             cfg: inst.cfg.clone(),
             ring,
-        };
-        let id = conn.accept(&accept).map_err(|e| fail(e.to_string()))?;
-        sessions.push((inst.name.clone(), id, session));
+        });
+        sessions.push((inst.name.clone(), session));
     }
+    let ids = conn
+        .accept_all(&accepts)
+        .map_err(|(i, e)| BootError::Accept {
+            endpoint: sessions[i].0.clone(),
+            message: e.to_string(),
+        })?;
+    let sessions = sessions
+        .into_iter()
+        .zip(ids)
+        .map(|((name, session), id)| (name, id, session))
+        .collect();
     Ok(Booted { conn, sessions })
 }

@@ -178,11 +178,9 @@ impl PluginProcess {
         ids: Vec<(EndpointName, EndpointId)>,
     ) -> impl Future<Output = Result<(), String>> + 'static {
         let start = off_arbiter(move || {
-            for (name, id) in ids {
-                conn.start(id)
-                    .map_err(|e| format!("{name}: cannot start: {e}"))?;
-            }
-            Ok(())
+            let endpoints: Vec<EndpointId> = ids.iter().map(|(_, id)| *id).collect();
+            conn.start_all(&endpoints)
+                .map_err(|(i, e)| format!("{}: cannot start: {e}", ids[i].0))
         });
         async move { start.await? }
     }
