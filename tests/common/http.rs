@@ -46,6 +46,16 @@ impl Conn {
         self.stream.write_all(bytes.as_ref()).expect("send");
     }
 
+    /// Sends what it can; an error once the server closed the connection.
+    pub fn try_send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
+    /// How many bytes arrived that no answer has taken yet.
+    pub fn unread(&self) -> usize {
+        self.buf.len()
+    }
+
     /// Sends a POST with a Content-Length body.
     pub fn post(&mut self, path: &str, body: &str) {
         self.send(format!(
