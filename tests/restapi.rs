@@ -49,7 +49,10 @@ fn node(name: &str) -> String {
 fn wait_logged(fixture: &Fixture, name: &str) {
     let suffix = format!(" {name} (up) 127.0.0.1:9000");
     wait_until(&format!("{name} in events.log"), WAIT, || {
-        fixture.lines("events.log").iter().any(|l| l.ends_with(&suffix))
+        fixture
+            .lines("events.log")
+            .iter()
+            .any(|l| l.ends_with(&suffix))
     });
 }
 
