@@ -64,7 +64,7 @@ impl Api {
                 .insert(ALLOW, HeaderValue::from_static("POST"));
             return answer;
         }
-        if let Err(refusal) = check_length(&request) {
+        if let Some(refusal) = length_refusal(&request) {
             return refusal;
         }
         let Some(entry) = self.registry.get(service) else {
@@ -95,15 +95,15 @@ impl Api {
 }
 
 /// `411` for a body of unknown length, `413` for one declared over the limit.
-fn check_length(request: &Request<Incoming>) -> Result<(), Answer> {
+fn length_refusal(request: &Request<Incoming>) -> Option<Answer> {
     let headers = request.headers();
     // hyper has refused a request whose Transfer-Encoding does not end in `chunked`,
     // and one with a malformed Content-Length.
     if headers.contains_key(TRANSFER_ENCODING) {
-        return Ok(());
+        return None;
     }
     let Some(length) = headers.get(CONTENT_LENGTH) else {
-        return Err(text(
+        return Some(text(
             StatusCode::LENGTH_REQUIRED,
             "a body needs a Content-Length or Transfer-Encoding: chunked",
         ));
@@ -114,10 +114,10 @@ fn check_length(request: &Request<Incoming>) -> Result<(), Answer> {
         .and_then(|l| l.trim().parse().ok())
         .unwrap_or(u64::MAX);
     if length > MAX_BODY as u64 {
-        return Err(closing(text(
+        return Some(closing(text(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("body of {length} bytes is over the limit of {MAX_BODY} bytes"),
         )));
     }
-    Ok(())
+    None
 }

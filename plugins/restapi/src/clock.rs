@@ -51,6 +51,12 @@ pub enum Phase {
     Busy,
 }
 
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::new()
+    }
+}
+
 impl Clock {
     /// A clock for a connection opened now (idle).
     pub fn new() -> Self {
