@@ -148,6 +148,11 @@ fn every_refusal_has_its_status_and_names_the_fault() {
     let mut big = Conn::open(addr);
     big.post("/service/web", &" ".repeat(70_000));
     assert_eq!(big.answer().status, 413);
+    // ... one sent whole and far over it: the refusal still arrives, not a reset (the
+    // server reads and drops what follows before it closes) ...
+    let mut big = Conn::open(addr);
+    big.post("/service/web", &" ".repeat(200_000));
+    assert_eq!(big.try_answer().map(|a| a.status), Some(413));
     // ... and a chunked one that grows past the limit.
     let mut big = Conn::open(addr);
     let chunk = " ".repeat(16 * 1024);
