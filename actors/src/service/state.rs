@@ -14,7 +14,9 @@
 //! or the other reactors, and the memory it costs is bounded by the number of nodes.
 //!
 //! This struct is plain data and logic: the endpoint threads call it under the service's
-//! mutex, and the unit tests call it directly.
+//! mutex, and the unit tests call it directly. It tells an observer (the service's actor,
+//! see [`super::actor`]) when a session starts, ends, attaches or detaches, never per
+//! event, and answers a [`report`](ServiceState::report) of its nodes and counters.
 
 use std::collections::BTreeMap;
 
@@ -25,6 +27,10 @@ use ipc::event::{Book, Event, Framing, Pending, Update};
 use ipc::records::Records;
 
 use super::intake::{self, BadNodeLog, BadRecord, MAX_FULL_LIST_BYTES, MAX_FULL_LIST_NODES};
+
+mod report;
+
+pub use report::{ReactorReport, SessionChange, SessionObserver, StateReport, WatcherReport};
 
 /// The most nodes one record to a reactor carries: a bigger backlog (a reactor that
 /// fell far behind, or the full state of a large service) goes over in several records,
@@ -70,6 +76,25 @@ struct ReactorOutput {
     backlog: Pending,
     /// Which attachment the sink belongs to.
     attachment: Attachment,
+    /// Sessions attached so far.
+    sessions: u64,
+    /// Change events pushed into its sinks.
+    pushed: u64,
+    /// Change events that went to its backlog because its sink was full.
+    deferred: u64,
+}
+
+/// What the service knows of one watcher beside its book.
+#[derive(Debug, Default)]
+struct WatcherLog {
+    /// Whether a session of it runs now.
+    live: bool,
+    /// Sessions started so far.
+    sessions: u64,
+    /// Updates received from it.
+    updates_in: u64,
+    /// Nodes of it dropped as bad.
+    bad_nodes: u64,
 }
 
 /// One connection of a reactor's sink, from [`ServiceState::attach_reactor`]: what
@@ -115,6 +140,10 @@ pub struct ServiceState {
     full_list_limit: usize,
     /// The most nodes they may hold.
     full_list_nodes: usize,
+    /// Per watcher: its sessions and counters.
+    watchers: BTreeMap<String, WatcherLog>,
+    /// Who hears of sessions starting, ending, attaching and detaching.
+    observer: Option<SessionObserver>,
 }
 
 impl ServiceState {
@@ -130,6 +159,20 @@ impl ServiceState {
             bad_node_logs: BTreeMap::new(),
             full_list_limit: MAX_FULL_LIST_BYTES,
             full_list_nodes: MAX_FULL_LIST_NODES,
+            watchers: BTreeMap::new(),
+            observer: None,
+        }
+    }
+
+    /// Sets who hears of session changes (the service's actor). Called while sessions
+    /// hold the state's lock, so it must not block: a send into a mailbox.
+    pub fn set_observer(&mut self, observer: SessionObserver) {
+        self.observer = Some(observer);
+    }
+
+    fn tell(&self, change: SessionChange) {
+        if let Some(observer) = &self.observer {
+            observer(change);
         }
     }
 
@@ -246,6 +289,9 @@ impl ServiceState {
             }
         }
         self.stats.updates_in += count;
+        let log = self.watchers.entry(watcher.to_owned()).or_default();
+        log.updates_in += count;
+        log.bad_nodes += bad_nodes;
         if let Some(first) = first_bad {
             self.stats.bad_nodes += bad_nodes;
             self.bad_node_logs
@@ -267,6 +313,10 @@ impl ServiceState {
         if let Some(book) = self.books.get_mut(watcher) {
             book.discard_staged();
         }
+        let log = self.watchers.entry(watcher.to_owned()).or_default();
+        log.live = true;
+        log.sessions += 1;
+        self.tell(SessionChange::WatcherStarted(watcher.to_owned()));
     }
 
     /// A watcher's session ended: what it was still to be told of (bad nodes noted
@@ -275,6 +325,10 @@ impl ServiceState {
         if let Some(log) = self.bad_node_logs.get_mut(watcher) {
             log.flush(&self.name, watcher);
         }
+        if let Some(log) = self.watchers.get_mut(watcher) {
+            log.live = false;
+        }
+        self.tell(SessionChange::WatcherEnded(watcher.to_owned()));
     }
 
     /// Sends encoded changes, in order, to every reactor: straight into its sink when
@@ -290,6 +344,7 @@ impl ServiceState {
         // A change too big for one record goes through the backlog, which splits it.
         let direct = changes.iter().all(|c| c.len() <= DIRECT_RECORD_BYTES);
         let mut congested = Vec::new();
+        let mut closed = Vec::new();
         for (name, out) in &mut self.reactors {
             let pushed = match (&mut out.sink, out.backlog.is_empty() && direct) {
                 (Some(sink), true) => match sink.try_push(changes) {
@@ -297,13 +352,20 @@ impl ServiceState {
                     Err(e) => {
                         tracing::warn!(service = %self.name, reactor = %name, "{e}; keeping its events until it reconnects");
                         out.sink = None;
+                        closed.push(SessionChange::ReactorDetached {
+                            reactor: name.clone(),
+                            reason: Some(e.to_string()),
+                        });
                         0
                     }
                 },
                 _ => 0,
             };
+            out.pushed += pushed as u64;
             if pushed < changes.len() {
-                self.stats.deferred += (changes.len() - pushed) as u64;
+                let deferred = (changes.len() - pushed) as u64;
+                self.stats.deferred += deferred;
+                out.deferred += deferred;
                 for change in changes.iter().skip(pushed) {
                     defer_change(&self.name, &mut out.backlog, change);
                 }
@@ -311,6 +373,9 @@ impl ServiceState {
                     congested.push(name.clone());
                 }
             }
+        }
+        for change in closed {
+            self.tell(change);
         }
         congested
     }
@@ -334,12 +399,17 @@ impl ServiceState {
                 sink: None,
                 backlog: Pending::new(Framing::Event),
                 attachment,
+                sessions: 0,
+                pushed: 0,
+                deferred: 0,
             });
         // Whatever was pending for the old process is superseded by the current state.
         out.backlog.clear();
         out.backlog.push_event(&current);
         out.sink = Some(sink);
         out.attachment = attachment;
+        out.sessions += 1;
+        self.tell(SessionChange::ReactorAttached(reactor.to_owned()));
         (attachment, self.flush_reactor(reactor))
     }
 
@@ -347,10 +417,29 @@ impl ServiceState {
     /// the one of `attachment`; events for it accumulate, coalesced, until it reconnects.
     pub fn detach_reactor(&mut self, reactor: &str, attachment: Attachment) {
         if let Some(out) = self.reactors.get_mut(reactor) {
-            if out.attachment == attachment {
-                out.sink = None;
+            if out.attachment == attachment && out.sink.take().is_some() {
+                self.tell(SessionChange::ReactorDetached {
+                    reactor: reactor.to_owned(),
+                    reason: None,
+                });
             }
         }
+    }
+
+    /// Hands every connected reactor the full current state again, merged into what is
+    /// still pending for it (latest per node wins, so a pending down of a node no
+    /// watcher reports stays): how the service's actor makes its reactors' view whole
+    /// after a panic. Returns the reactors whose flushers should be woken.
+    pub fn resend_state(&mut self) -> Vec<String> {
+        let current = self.current();
+        let mut wake = Vec::new();
+        for (name, out) in &mut self.reactors {
+            if out.sink.is_some() {
+                out.backlog.push_event(&current);
+                wake.push(name.clone());
+            }
+        }
+        wake
     }
 
     /// Removes a reactor for good.
@@ -378,6 +467,10 @@ impl ServiceState {
                 Err(e) => {
                     tracing::warn!(service = %self.name, %reactor, "{e}");
                     out.sink = None;
+                    self.tell(SessionChange::ReactorDetached {
+                        reactor: reactor.to_owned(),
+                        reason: Some(e.to_string()),
+                    });
                     return Flush::Disconnected;
                 }
             }
@@ -414,6 +507,7 @@ impl ServiceState {
     /// down: a watcher that restarts keeps its nodes until it reports again.
     pub fn remove_watcher(&mut self, watcher: &str) {
         self.books.remove(watcher);
+        self.watchers.remove(watcher);
     }
 }
 
