@@ -127,12 +127,10 @@ impl Handler<ServiceStatus> for ServiceActor {
         // A pump may hold the state's lock for a whole batch: read it off the arbiter.
         let read = off_arbiter(move || core.lock().report());
         Box::pin(async move {
-            let state = read
-                .await
-                .map_err(|reason| ServiceStatusError::NoAnswer {
-                    service: service.clone(),
-                    reason: format!("reading the state failed: {reason}"),
-                })?;
+            let state = read.await.map_err(|reason| ServiceStatusError::NoAnswer {
+                service: service.clone(),
+                reason: format!("reading the state failed: {reason}"),
+            })?;
             Ok(ServiceReport::new(service, phase, restarts, heard, state))
         })
     }

@@ -174,7 +174,9 @@ impl ServiceActor {
                 reactors,
                 "the service's state was resent to its attached reactors"
             ),
-            Err(e) => tracing::error!(service = %act.name(), "cannot resend the service's state: {e}"),
+            Err(e) => {
+                tracing::error!(service = %act.name(), "cannot resend the service's state: {e}")
+            }
         }));
     }
 
