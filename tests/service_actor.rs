@@ -117,6 +117,14 @@ cfg = {{ scenario = "record", file = "{dir}/r.jsonl", mark = true }}
     fixture.install_test_plugin("watcher", "mirror");
     fixture.install_test_plugin("reactor", "t");
     mirror::publish(fixture.path(), "source.json", &names(&["a", "b"]));
+    // The host runs in this process: `RECEPTOR_*` variables of the caller (such as
+    // `RECEPTOR_SOAK_SECS`) would read as config keys. This binary's one test is the
+    // only thread that reads the environment.
+    for (key, _) in std::env::vars() {
+        if key.starts_with("RECEPTOR_") {
+            std::env::remove_var(key);
+        }
+    }
     let config = config::load(&fixture.path().join("Receptor.toml"), &Builtins::default())
         .expect("the fixture's config");
     let launcher = Launcher {
