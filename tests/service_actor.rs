@@ -193,3 +193,42 @@ cfg = {{ scenario = "record", file = "{dir}/r.jsonl", mark = true }}
         host.shutdown().await;
     });
 }
+
+/// A service's actor out of restarts under `on_plugin_failure = "shutdown"` stops the
+/// host with exit code 2 and nothing left behind, as a plugin out of restarts does.
+#[test]
+fn a_service_out_of_restarts_with_on_failure_shutdown_stops_the_host_with_exit_2() {
+    let fixture = Fixture::new(
+        r#"
+shutdown_timeout = "5s"
+
+[supervision]
+max_restarts = 0
+on_plugin_failure = "shutdown"
+
+[services.s.watchers.w]
+type = "t"
+cfg = { scenario = "emit", events = [{ name = "x", status = "up", host = "h", port = 1 }] }
+
+[services.s.reactors.r]
+type = "t"
+cfg = { scenario = "record", file = "r.jsonl" }
+"#,
+    );
+    fixture.install_test_plugin("watcher", "t");
+    fixture.install_test_plugin("reactor", "t");
+    let mut host = fixture.start_with(&["--test-panic-in", "service/s"]);
+    let host_pid = host.pid();
+    let status = host.wait(WAIT).expect("the host exits");
+    let log = host.log();
+    assert_eq!(status.code(), Some(2), "{log}");
+    assert!(log.contains("service failed for good"), "{log}");
+    assert!(
+        log.contains("the actor of service s is out of restarts"),
+        "{log}"
+    );
+    for pid in host.plugin_pids() {
+        common::wait_until("the plugins to exit", WAIT, || !common::alive(pid));
+    }
+    assert_eq!(common::shm_entries_of(host_pid), Vec::<String>::new());
+}

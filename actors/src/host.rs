@@ -60,8 +60,26 @@ impl Handler<ServiceFailed> for FailureSink {
 #[doc(hidden)]
 #[derive(Debug, Clone, Default)]
 pub struct TestHooks {
-    /// Once running, make this plugin's (`kind/type`) actor panic inside a handler.
+    /// Once running, make this plugin's (`kind/type`) actor panic inside a handler, or
+    /// this service's (`service/<name>`, in builds with the `test-hooks` feature).
     pub panic_in: Option<String>,
+}
+
+/// The `panic_in` test hook.
+fn inject_panic(host: &Receptor, target: &str) {
+    let injected = match target.strip_prefix("service/") {
+        #[cfg(feature = "test-hooks")]
+        Some(service) => host.inject_service_panic(service),
+        #[cfg(not(feature = "test-hooks"))]
+        Some(_) => {
+            tracing::warn!("test hook: this build has no service test hooks (feature test-hooks)");
+            return;
+        }
+        None => host.inject_panic(target),
+    };
+    if !injected {
+        tracing::warn!("test hook: no {target} to make panic");
+    }
 }
 
 /// Runs the services of `config` until a signal or a failure.
@@ -93,10 +111,8 @@ pub fn run(config: Config, launcher: Launcher, hooks: TestHooks) -> Result<(), H
             next_signal(&mut terminate, &mut interrupt),
         )
         .await?;
-        if let Some(plugin) = &hooks.panic_in {
-            if !host.inject_panic(plugin) {
-                tracing::warn!("test hook: no plugin {plugin} to make panic");
-            }
+        if let Some(target) = &hooks.panic_in {
+            inject_panic(&host, target);
         }
         let outcome = loop {
             tokio::select! {
