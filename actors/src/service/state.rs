@@ -17,20 +17,24 @@
 //! mutex, and the unit tests call it directly. It tells an observer (the service's actor,
 //! see [`super::actor`]) when a session starts, ends, attaches or detaches, never per
 //! event, and answers a [`report`](ServiceState::report) of its nodes and counters.
+//! The sessions' side of the state (starts, ends, attaches, detaches) is in the child
+//! module `sessions`, the reports in `report`.
 
 use std::collections::BTreeMap;
 
 use ipc::codec;
 use ipc::event::wire::WireIncremental;
-use ipc::event::{Book, Event, Framing, Pending, Update};
+use ipc::event::{Book, Event, Pending, Update};
 
 use ipc::records::Records;
 
 use super::intake::{self, BadNodeLog, BadRecord, MAX_FULL_LIST_BYTES, MAX_FULL_LIST_NODES};
 
 mod report;
+mod sessions;
 
 pub use report::{ReactorReport, SessionChange, SessionObserver, StateReport, WatcherReport};
+use sessions::WatcherLog;
 
 /// The most nodes one record to a reactor carries: a bigger backlog (a reactor that
 /// fell far behind, or the full state of a large service) goes over in several records,
@@ -82,19 +86,6 @@ struct ReactorOutput {
     pushed: u64,
     /// Change events that went to its backlog because its sink was full.
     deferred: u64,
-}
-
-/// What the service knows of one watcher beside its book.
-#[derive(Debug, Default)]
-struct WatcherLog {
-    /// Whether a session of it runs now.
-    live: bool,
-    /// Sessions started so far.
-    sessions: u64,
-    /// Updates received from it.
-    updates_in: u64,
-    /// Nodes of it dropped as bad.
-    bad_nodes: u64,
 }
 
 /// One connection of a reactor's sink, from [`ServiceState::attach_reactor`]: what
@@ -161,18 +152,6 @@ impl ServiceState {
             full_list_nodes: MAX_FULL_LIST_NODES,
             watchers: BTreeMap::new(),
             observer: None,
-        }
-    }
-
-    /// Sets who hears of session changes (the service's actor). Called while sessions
-    /// hold the state's lock, so it must not block: a send into a mailbox.
-    pub fn set_observer(&mut self, observer: SessionObserver) {
-        self.observer = Some(observer);
-    }
-
-    fn tell(&self, change: SessionChange) {
-        if let Some(observer) = &self.observer {
-            observer(change);
         }
     }
 
@@ -307,30 +286,6 @@ impl ServiceState {
         }
     }
 
-    /// A watcher's session (re)starts: a full list it left unfinished in pieces is
-    /// dropped (its nodes stay as they were until it reports again).
-    pub fn watcher_started(&mut self, watcher: &str) {
-        if let Some(book) = self.books.get_mut(watcher) {
-            book.discard_staged();
-        }
-        let log = self.watchers.entry(watcher.to_owned()).or_default();
-        log.live = true;
-        log.sessions += 1;
-        self.tell(SessionChange::WatcherStarted(watcher.to_owned()));
-    }
-
-    /// A watcher's session ended: what it was still to be told of (bad nodes noted
-    /// since the last log line) is logged now.
-    pub fn watcher_ended(&mut self, watcher: &str) {
-        if let Some(log) = self.bad_node_logs.get_mut(watcher) {
-            log.flush(&self.name, watcher);
-        }
-        if let Some(log) = self.watchers.get_mut(watcher) {
-            log.live = false;
-        }
-        self.tell(SessionChange::WatcherEnded(watcher.to_owned()));
-    }
-
     /// Sends encoded changes, in order, to every reactor: straight into its sink when
     /// its backlog is empty and the sink has room (each sink taking them as one batch:
     /// the ring's position is published once, not once per event), else into its
@@ -378,73 +333,6 @@ impl ServiceState {
             self.tell(change);
         }
         congested
-    }
-
-    /// Connects (or reconnects) a reactor. A reactor that connects after events have
-    /// flowed (a restart) first gets the full current state, then the live stream.
-    /// Returns the attachment (for [`detach_reactor`](Self::detach_reactor)) and how
-    /// far the first flush got.
-    pub fn attach_reactor(
-        &mut self,
-        reactor: &str,
-        sink: Box<dyn EventSink>,
-    ) -> (Attachment, Flush) {
-        let current = self.current();
-        self.attachments += 1;
-        let attachment = Attachment(self.attachments);
-        let out = self
-            .reactors
-            .entry(reactor.to_owned())
-            .or_insert_with(|| ReactorOutput {
-                sink: None,
-                backlog: Pending::new(Framing::Event),
-                attachment,
-                sessions: 0,
-                pushed: 0,
-                deferred: 0,
-            });
-        // Whatever was pending for the old process is superseded by the current state.
-        out.backlog.clear();
-        out.backlog.push_event(&current);
-        out.sink = Some(sink);
-        out.attachment = attachment;
-        out.sessions += 1;
-        self.tell(SessionChange::ReactorAttached(reactor.to_owned()));
-        (attachment, self.flush_reactor(reactor))
-    }
-
-    /// Disconnects a reactor (its process died or it is closing) if its sink is still
-    /// the one of `attachment`; events for it accumulate, coalesced, until it reconnects.
-    pub fn detach_reactor(&mut self, reactor: &str, attachment: Attachment) {
-        if let Some(out) = self.reactors.get_mut(reactor) {
-            if out.attachment == attachment && out.sink.take().is_some() {
-                self.tell(SessionChange::ReactorDetached {
-                    reactor: reactor.to_owned(),
-                    reason: None,
-                });
-            }
-        }
-    }
-
-    /// Hands every connected reactor the full current state again, merged into what is
-    /// still pending for it (latest per node wins, so a pending down of a node no
-    /// watcher reports stays): how the service's actor makes its reactors' view whole
-    /// after a panic. Returns the reactors whose flushers should be woken.
-    pub fn resend_state(&mut self) -> Vec<String> {
-        let current = self.current();
-        let mut wake = Vec::new();
-        for (name, out) in &mut self.reactors {
-            if out.sink.is_some() {
-                out.backlog.push_event(&current);
-                wake.push(name.clone());
-            }
-        }
-        wake
-    }
-
-    /// Removes a reactor for good.
-    pub fn remove_reactor(&mut self, reactor: &str) {
-        self.reactors.remove(reactor);
     }
 
     /// Hands a reactor's backlog to its sink if there is room.
@@ -501,13 +389,6 @@ impl ServiceState {
         self.reactors
             .get(reactor)
             .is_some_and(|out| !out.backlog.is_empty())
-    }
-
-    /// Forgets a watcher's book (its instance was removed). Its nodes are not reported
-    /// down: a watcher that restarts keeps its nodes until it reports again.
-    pub fn remove_watcher(&mut self, watcher: &str) {
-        self.books.remove(watcher);
-        self.watchers.remove(watcher);
     }
 }
 

@@ -91,7 +91,7 @@ impl ServiceState {
             .iter()
             .map(|(name, log)| WatcherReport {
                 name: name.clone(),
-                attached: log.live,
+                attached: log.live > 0,
                 sessions: log.sessions,
                 updates_in: log.updates_in,
                 bad_nodes: log.bad_nodes,
@@ -117,5 +117,46 @@ impl ServiceState {
             watchers,
             reactors,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use ipc::event::{NodeStatus, Update};
+
+    use super::*;
+
+    /// Guards the watcher's `attached` against a late end: a restarted plugin's new
+    /// session may start before the old one's thread ends.
+    #[test]
+    fn a_watcher_stays_attached_while_any_of_its_sessions_runs_and_the_observer_hears_each() {
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let mut svc = ServiceState::new("web");
+        let log = heard.clone();
+        svc.set_observer(Box::new(move |change| log.lock().unwrap().push(change)));
+        let update = ipc::codec::encode(
+            &Update::Incremental(Event::with_node("a", NodeStatus::Up, "h", 1)),
+            "update",
+        )
+        .unwrap();
+        svc.watcher_started("w");
+        svc.apply_records("w", [update.as_slice()]);
+        svc.watcher_started("w");
+        svc.watcher_ended("w");
+        let report = svc.report();
+        let w = &report.watchers[0];
+        assert!(w.attached, "the new session runs: {w:?}");
+        assert_eq!((w.sessions, w.updates_in, w.nodes_up), (2, 1, 1));
+        svc.watcher_ended("w");
+        assert!(!svc.report().watchers[0].attached);
+        let started = SessionChange::WatcherStarted("w".into());
+        let ended = SessionChange::WatcherEnded("w".into());
+        assert_eq!(
+            *heard.lock().unwrap(),
+            [started.clone(), started, ended.clone(), ended]
+        );
+        assert_eq!(report.nodes.len(), 1);
     }
 }
