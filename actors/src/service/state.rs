@@ -268,7 +268,11 @@ impl ServiceState {
             }
         }
         self.stats.updates_in += count;
-        let log = self.watchers.entry(watcher.to_owned()).or_default();
+        // Made when its session started; a lookup, not an allocation, per batch.
+        if !self.watchers.contains_key(watcher) {
+            self.watchers.insert(watcher.to_owned(), WatcherLog::default());
+        }
+        let log = self.watchers.get_mut(watcher).expect("just made");
         log.updates_in += count;
         log.bad_nodes += bad_nodes;
         if let Some(first) = first_bad {
