@@ -169,8 +169,9 @@ pub struct FailureReports {
 
 impl Receptor {
     /// Starts every plugin and service of `config`. `failures` hears of every plugin
-    /// and service that runs out of restarts. When `interrupted` resolves (to a signal's name)
-    /// before start-up is over, the start is called off and what it started is stopped.
+    /// and service that runs out of restarts. When `interrupted` resolves (to a
+    /// signal's name) before start-up is over, the start is called off and what it
+    /// started is stopped.
     pub async fn start(
         config: &Config,
         launcher: &Launcher,
