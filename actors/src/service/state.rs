@@ -270,7 +270,8 @@ impl ServiceState {
         self.stats.updates_in += count;
         // Made when its session started; a lookup, not an allocation, per batch.
         if !self.watchers.contains_key(watcher) {
-            self.watchers.insert(watcher.to_owned(), WatcherLog::default());
+            self.watchers
+                .insert(watcher.to_owned(), WatcherLog::default());
         }
         let log = self.watchers.get_mut(watcher).expect("just made");
         log.updates_in += count;
