@@ -35,7 +35,8 @@ pub enum Command {
     Run {
         #[command(flatten)]
         config: ConfigArg,
-        /// Test hook: once running, make this plugin's (`kind/type`) host actor panic.
+        /// Test hook: once running, make this plugin's (`kind/type`) host actor panic, or
+        /// this service's (`service/<name>`; test builds only).
         #[arg(long, value_name = "PLUGIN", hide = true)]
         test_panic_in: Option<String>,
     },

@@ -12,7 +12,8 @@ use tokio::sync::mpsc;
 
 use crate::config::{Config, OnFailure};
 use crate::plugin::actor::PluginFailed;
-use crate::receptor::{Launcher, Receptor, StartupError};
+use crate::receptor::{FailureReports, Launcher, Receptor, StartupError};
+use crate::service::ServiceFailed;
 
 /// Why the host stopped with a failure.
 #[derive(Debug, thiserror::Error)]
@@ -25,8 +26,15 @@ pub enum HostError {
     Runtime(String),
 }
 
-/// Collects plugin failures from the actors into a channel the host loop awaits.
-struct FailureSink(mpsc::UnboundedSender<PluginFailed>);
+/// A plugin or a service that ran out of restarts.
+enum Failed {
+    Plugin(PluginFailed),
+    Service(ServiceFailed),
+}
+
+/// Collects plugin and service failures from the actors into a channel the host loop
+/// awaits.
+struct FailureSink(mpsc::UnboundedSender<Failed>);
 
 impl Actor for FailureSink {
     type Context = Context<Self>;
@@ -36,7 +44,15 @@ impl Handler<PluginFailed> for FailureSink {
     type Result = ();
 
     fn handle(&mut self, msg: PluginFailed, _: &mut Context<Self>) {
-        let _ = self.0.send(msg);
+        let _ = self.0.send(Failed::Plugin(msg));
+    }
+}
+
+impl Handler<ServiceFailed> for FailureSink {
+    type Result = ();
+
+    fn handle(&mut self, msg: ServiceFailed, _: &mut Context<Self>) {
+        let _ = self.0.send(Failed::Service(msg));
     }
 }
 
@@ -44,8 +60,26 @@ impl Handler<PluginFailed> for FailureSink {
 #[doc(hidden)]
 #[derive(Debug, Clone, Default)]
 pub struct TestHooks {
-    /// Once running, make this plugin's (`kind/type`) actor panic inside a handler.
+    /// Once running, make this plugin's (`kind/type`) actor panic inside a handler, or
+    /// this service's (`service/<name>`, in builds with the `test-hooks` feature).
     pub panic_in: Option<String>,
+}
+
+/// The `panic_in` test hook.
+fn inject_panic(host: &Receptor, target: &str) {
+    let injected = match target.strip_prefix("service/") {
+        #[cfg(feature = "test-hooks")]
+        Some(service) => host.inject_service_panic(service),
+        #[cfg(not(feature = "test-hooks"))]
+        Some(_) => {
+            tracing::warn!("test hook: this build has no service test hooks (feature test-hooks)");
+            return;
+        }
+        None => host.inject_panic(target),
+    };
+    if !injected {
+        tracing::warn!("test hook: no {target} to make panic");
+    }
 }
 
 /// Runs the services of `config` until a signal or a failure.
@@ -71,36 +105,28 @@ pub fn run(config: Config, launcher: Launcher, hooks: TestHooks) -> Result<(), H
             .map_err(|e| HostError::Runtime(format!("cannot watch SIGINT: {e}")))?;
         let (tx, mut failures) = mpsc::unbounded_channel();
         let sink = FailureSink(tx).start();
+        let reports = FailureReports {
+            plugins: sink.clone().recipient(),
+            services: sink.recipient(),
+        };
         let host = Receptor::start(
             &config,
             &launcher,
-            sink.recipient(),
+            reports,
             next_signal(&mut terminate, &mut interrupt),
         )
         .await?;
-        if let Some(plugin) = &hooks.panic_in {
-            if !host.inject_panic(plugin) {
-                tracing::warn!("test hook: no plugin {plugin} to make panic");
-            }
+        if let Some(target) = &hooks.panic_in {
+            inject_panic(&host, target);
         }
         let outcome = loop {
             tokio::select! {
                 signal = next_signal(&mut terminate, &mut interrupt) => break Ok(signal),
-                Some(failed) = failures.recv() => match failed.on_failure {
-                    OnFailure::Isolate => {
-                        tracing::error!(
-                            plugin = %failed.plugin,
-                            "services {} are failed (plugin {} is out of restarts: {}); the others keep running",
-                            failed.services.join(", "), failed.plugin, failed.reason
-                        );
+                Some(failed) = failures.recv() => {
+                    if let Err(e) = on_failure(failed) {
+                        break Err(e);
                     }
-                    OnFailure::Shutdown => {
-                        break Err(HostError::Runtime(format!(
-                            "plugin {} is out of restarts ({}); on_plugin_failure = \"shutdown\"",
-                            failed.plugin, failed.reason
-                        )));
-                    }
-                },
+                }
             }
         };
         match &outcome {
@@ -111,6 +137,36 @@ pub fn run(config: Config, launcher: Launcher, hooks: TestHooks) -> Result<(), H
         outcome.map(drop)
     });
     result
+}
+
+/// Acts on a failure for good: logs it under `isolate`, or returns the error that stops
+/// the host under `shutdown`.
+fn on_failure(failed: Failed) -> Result<(), HostError> {
+    let (what, services, on_failure, reason) = match failed {
+        Failed::Plugin(f) => (
+            format!("plugin {}", f.plugin),
+            f.services.join(", "),
+            f.on_failure,
+            f.reason,
+        ),
+        Failed::Service(f) => (
+            format!("the actor of service {}", f.service),
+            f.service,
+            f.on_failure,
+            f.reason,
+        ),
+    };
+    match on_failure {
+        OnFailure::Isolate => {
+            tracing::error!(
+                "services {services} are failed ({what} is out of restarts: {reason}); the others keep running"
+            );
+            Ok(())
+        }
+        OnFailure::Shutdown => Err(HostError::Runtime(format!(
+            "{what} is out of restarts ({reason}); on_plugin_failure = \"shutdown\""
+        ))),
+    }
 }
 
 /// The name of the next SIGTERM or SIGINT.

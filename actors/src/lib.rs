@@ -11,7 +11,8 @@
 //! - [`endpoint`]: watcher and reactor sessions: the threads that move events.
 //! - [`lookup`]: which built-in or executable serves a plugin type.
 //! - [`plugin`]: plugin processes: spawning, output, stopping.
-//! - [`service`]: a service's state and the event hot path through it.
+//! - [`service`]: a service: its actor (life cycle, status, supervision), its state and
+//!   the event hot path through it.
 //! - [`supervise`]: the restart budget and the panic boundary every supervisor uses.
 #![warn(missing_docs)]
 

@@ -1,6 +1,7 @@
 //! The root of the host: start-up, the running pipeline, and shutdown.
 //!
-//! Start-up follows the seed's life cycle: one plugin process per plugin type in use
+//! Start-up follows the seed's life cycle: a [`ServiceActor`] per service (it makes the
+//! service's state and owns its life cycle), one plugin process per plugin type in use
 //! (a [`PluginProcess`] actor that also supervises it), `Setup` once per type with its
 //! global config, an `Accept` per instance (each with a fresh ring), then `Start`,
 //! reactors first so that no event finds a reactor missing. Any failure there is a
@@ -33,7 +34,8 @@ use crate::plugin::actor::{
     StartEndpoints, StartSupervising, StopPlugin,
 };
 use crate::plugin::connection::PluginSpec;
-use crate::service::ServiceState;
+use crate::service::actor::{ServiceReport, ServiceStatus, ServiceStatusError, StopService};
+use crate::service::{ServiceActor, ServiceFailed, ServiceSpec};
 
 /// How a plugin type is identified: kind and type name.
 pub type PluginKey = (PluginKind, String);
@@ -152,22 +154,34 @@ impl StartupError {
 pub struct Receptor {
     shutdown_timeout: Duration,
     plugins: BTreeMap<PluginKey, Addr<PluginProcess>>,
+    services: BTreeMap<String, Addr<ServiceActor>>,
     cores: Vec<Arc<ServiceCore>>,
+}
+
+/// Where the host hears of failures for good: a plugin or a service out of restarts.
+#[derive(Clone)]
+pub struct FailureReports {
+    /// A plugin ran out of restarts.
+    pub plugins: Recipient<PluginFailed>,
+    /// A service's actor ran out of restarts.
+    pub services: Recipient<ServiceFailed>,
 }
 
 impl Receptor {
     /// Starts every plugin and service of `config`. `failures` hears of every plugin
-    /// that runs out of restarts. When `interrupted` resolves (to a signal's name)
-    /// before start-up is over, the start is called off and what it started is stopped.
+    /// and service that runs out of restarts. When `interrupted` resolves (to a
+    /// signal's name) before start-up is over, the start is called off and what it
+    /// started is stopped.
     pub async fn start(
         config: &Config,
         launcher: &Launcher,
-        failures: Recipient<PluginFailed>,
+        failures: FailureReports,
         interrupted: impl Future<Output = &'static str>,
     ) -> Result<Receptor, StartupError> {
         let mut host = Receptor {
             shutdown_timeout: config.shutdown_timeout,
             plugins: BTreeMap::new(),
+            services: BTreeMap::new(),
             cores: Vec::new(),
         };
         let started = tokio::select! {
@@ -193,11 +207,18 @@ impl Receptor {
         &mut self,
         config: &Config,
         launcher: &Launcher,
-        failures: Recipient<PluginFailed>,
+        failures: FailureReports,
     ) -> Result<(), StartupError> {
         let mut instances: BTreeMap<PluginKey, Vec<Instance>> = BTreeMap::new();
         for (service, svc) in &config.services {
-            let core = ServiceCore::new(ServiceState::new(service.clone()));
+            let spec = ServiceSpec {
+                name: service.clone(),
+                watchers: svc.watchers.keys().cloned().collect(),
+                reactors: svc.reactors.keys().cloned().collect(),
+                policy: config.supervision.default.clone(),
+            };
+            let (actor, core) = ServiceActor::start(spec, failures.services.clone());
+            self.services.insert(service.clone(), actor);
             self.cores.push(core.clone());
             for (kind, list) in [
                 (PluginKind::Reactor, &svc.reactors),
@@ -228,7 +249,7 @@ impl Receptor {
                 config.global_cfg(*kind, plugin_type).to_string(),
                 instances.remove(&key).unwrap_or_default(),
                 config.supervision.policy(*kind, plugin_type).clone(),
-                failures.clone(),
+                failures.plugins.clone(),
             );
             // Supervised: a panic in a handler stops the actor and this restarts it.
             let addr = actix::Supervisor::start(move |_| actor);
@@ -272,10 +293,41 @@ impl Receptor {
         target.is_some()
     }
 
+    /// The status of service `name`, as its actor answers it.
+    pub async fn service_status(&self, name: &str) -> Result<ServiceReport, ServiceStatusError> {
+        let actor = self
+            .services
+            .get(name)
+            .ok_or_else(|| ServiceStatusError::Unknown(name.to_owned()))?;
+        actor
+            .send(ServiceStatus)
+            .await
+            .map_err(|e| ServiceStatusError::NoAnswer {
+                service: name.to_owned(),
+                reason: e.to_string(),
+            })?
+    }
+
+    /// A test hook: makes service `name`'s actor panic inside a handler. Returns
+    /// whether such a service runs.
+    #[cfg(any(test, feature = "test-hooks"))]
+    #[doc(hidden)]
+    pub fn inject_service_panic(&self, name: &str) -> bool {
+        let actor = self.services.get(name);
+        if let Some(actor) = actor {
+            actor.do_send(crate::service::actor::InjectServicePanic);
+        }
+        actor.is_some()
+    }
+
     /// Stops everything within the shutdown timeout (plus the kill), reporting anything
     /// that did not stop in time.
     pub async fn shutdown(self) {
         let deadline = Instant::now() + self.shutdown_timeout;
+        for actor in self.services.values() {
+            // Sessions ending from now on are the shutdown's, not failures.
+            let _ = actor.send(StopService).await;
+        }
         tracing::info!("shutting down: closing watchers");
         self.close_endpoints(PluginKind::Watcher, deadline).await;
         self.drain_reactors(deadline).await;
@@ -379,10 +431,11 @@ mod tests {
     #[test]
     fn waiting_for_the_reactors_to_drain_never_blocks_the_arbiter_on_a_service_lock() {
         const WATCHDOG: Duration = Duration::from_secs(10);
-        let core = ServiceCore::new(ServiceState::new("web"));
+        let core = ServiceCore::new(crate::service::ServiceState::new("web"));
         let host = Receptor {
             shutdown_timeout: WATCHDOG,
             plugins: BTreeMap::new(),
+            services: BTreeMap::new(),
             cores: vec![core.clone()],
         };
         let (locked_tx, locked) = mpsc::channel();

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 mod host_log;
+pub mod http;
 pub mod mirror;
 
 use std::io::{Read, Write};
@@ -44,12 +45,13 @@ pub fn test_plugin() -> PathBuf {
         .clone()
 }
 
-/// POSTs `body` to `path` and returns (status, body); `None` if nothing listens yet.
+/// POSTs `body` to `path` on a connection of its own (`Connection: close`) and returns
+/// (status, body); `None` if nothing listens yet.
 pub fn post(addr: SocketAddr, path: &str, body: &str) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(addr).ok()?;
     stream.set_read_timeout(Some(WAIT)).unwrap();
     let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(request.as_bytes()).ok()?;

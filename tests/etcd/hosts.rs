@@ -94,12 +94,9 @@ fn a_lost_lease_is_granted_again_and_every_node_put_again() {
     let t = two_hosts("2s");
     let mut client = t.etcd.client();
     // Revoke every lease behind the reactor's back: its keys go, as when etcd lost it.
-    let leases = client
-        .call("/v3/lease/leases", &serde_json::json!({}))
-        .unwrap();
-    for lease in leases["leases"].as_array().unwrap() {
-        let id: i64 = lease["ID"].as_str().unwrap().parse().unwrap();
-        client.revoke(id).unwrap();
+    let leases: leases::Response = client.call(leases::PATH, leases::Request {}).unwrap();
+    for lease in leases.leases {
+        client.revoke(lease.id).unwrap();
     }
     wait_logged(&t.b, "web1", "down");
     wait_logged(&t.b, "web1", "up");
@@ -161,4 +158,25 @@ fn writes_failing_while_etcd_is_down_are_coalesced_and_land_when_it_is_back() {
             r#"{"host":"10.0.0.1","port":2}"#
         ]
     );
+}
+
+/// `Lease.LeaseLeases`, which only this test needs (field numbers from etcd's
+/// `rpc.proto`).
+mod leases {
+    pub const PATH: &str = "/etcdserverpb.Lease/LeaseLeases";
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Request {}
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Response {
+        #[prost(message, repeated, tag = "2")]
+        pub leases: Vec<Lease>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Lease {
+        #[prost(int64, tag = "1")]
+        pub id: i64,
+    }
 }

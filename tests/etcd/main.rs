@@ -207,25 +207,24 @@ fn a_prefix_of_100_000_keys_goes_over_as_one_full_list() {
 fn with_auth_on_the_watcher_signs_in_with_username_and_password() {
     let etcd = EtcdServer::start();
     let mut admin = etcd.client();
-    let auth = |client: &mut Client, path: &'static str, body: serde_json::Value| {
-        client.call(path, &body).unwrap();
+    let ack = |result: Result<receptor_etcd::proto::Ack, _>| result.unwrap();
+    ack(admin.call(
+        auth::ROLE_ADD,
+        auth::RoleAdd {
+            name: "root".into(),
+        },
+    ));
+    let user = auth::UserAdd {
+        name: "root".into(),
+        password: "s3cret".into(),
     };
-    auth(
-        &mut admin,
-        "/v3/auth/role/add",
-        serde_json::json!({"name": "root"}),
-    );
-    auth(
-        &mut admin,
-        "/v3/auth/user/add",
-        serde_json::json!({"name": "root", "password": "s3cret"}),
-    );
-    auth(
-        &mut admin,
-        "/v3/auth/user/grant",
-        serde_json::json!({"user": "root", "role": "root"}),
-    );
-    auth(&mut admin, "/v3/auth/enable", serde_json::json!({}));
+    ack(admin.call(auth::USER_ADD, user));
+    let grant = auth::UserGrantRole {
+        user: "root".into(),
+        role: "root".into(),
+    };
+    ack(admin.call(auth::USER_GRANT_ROLE, grant));
+    ack(admin.call(auth::AUTH_ENABLE, auth::Enable {}));
     let mut settings = etcd.settings();
     settings.credentials = Some(("root".into(), "s3cret".into()));
     let mut client = Client::new(settings);
@@ -268,4 +267,38 @@ fn a_watch_from_a_compacted_revision_is_cancelled_with_the_compact_revision() {
         message,
         Some(receptor_etcd::WatchMessage::Compacted { revision })
     );
+}
+
+/// etcd's user administration, which only this test needs (field numbers from etcd's
+/// `rpc.proto`).
+mod auth {
+    pub const ROLE_ADD: &str = "/etcdserverpb.Auth/RoleAdd";
+    pub const USER_ADD: &str = "/etcdserverpb.Auth/UserAdd";
+    pub const USER_GRANT_ROLE: &str = "/etcdserverpb.Auth/UserGrantRole";
+    pub const AUTH_ENABLE: &str = "/etcdserverpb.Auth/AuthEnable";
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct RoleAdd {
+        #[prost(string, tag = "1")]
+        pub name: String,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct UserAdd {
+        #[prost(string, tag = "1")]
+        pub name: String,
+        #[prost(string, tag = "2")]
+        pub password: String,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct UserGrantRole {
+        #[prost(string, tag = "1")]
+        pub user: String,
+        #[prost(string, tag = "2")]
+        pub role: String,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Enable {}
 }

@@ -135,7 +135,8 @@ impl ServiceCore {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn wake_flushers(&self, reactors: &[String]) {
+    /// Wakes the flushers of `reactors` (they have a backlog to hand over).
+    pub fn wake_flushers(&self, reactors: &[String]) {
         if reactors.is_empty() {
             return;
         }

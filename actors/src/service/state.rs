@@ -14,17 +14,27 @@
 //! or the other reactors, and the memory it costs is bounded by the number of nodes.
 //!
 //! This struct is plain data and logic: the endpoint threads call it under the service's
-//! mutex, and the unit tests call it directly.
+//! mutex, and the unit tests call it directly. It tells an observer (the service's actor,
+//! see [`super::actor`]) when a session starts, ends, attaches or detaches, never per
+//! event, and answers a [`report`](ServiceState::report) of its nodes and counters.
+//! The sessions' side of the state (starts, ends, attaches, detaches) is in the child
+//! module `sessions`, the reports in `report`.
 
 use std::collections::BTreeMap;
 
 use ipc::codec;
 use ipc::event::wire::WireIncremental;
-use ipc::event::{Book, Event, Framing, Pending, Update};
+use ipc::event::{Book, Event, Pending, Update};
 
 use ipc::records::Records;
 
 use super::intake::{self, BadNodeLog, BadRecord, MAX_FULL_LIST_BYTES, MAX_FULL_LIST_NODES};
+
+mod report;
+mod sessions;
+
+pub use report::{ReactorReport, SessionChange, SessionObserver, StateReport, WatcherReport};
+use sessions::WatcherLog;
 
 /// The most nodes one record to a reactor carries: a bigger backlog (a reactor that
 /// fell far behind, or the full state of a large service) goes over in several records,
@@ -70,6 +80,12 @@ struct ReactorOutput {
     backlog: Pending,
     /// Which attachment the sink belongs to.
     attachment: Attachment,
+    /// Sessions attached so far.
+    sessions: u64,
+    /// Change events pushed into its sinks.
+    pushed: u64,
+    /// Change events that went to its backlog because its sink was full.
+    deferred: u64,
 }
 
 /// One connection of a reactor's sink, from [`ServiceState::attach_reactor`]: what
@@ -115,6 +131,10 @@ pub struct ServiceState {
     full_list_limit: usize,
     /// The most nodes they may hold.
     full_list_nodes: usize,
+    /// Per watcher: its sessions and counters.
+    watchers: BTreeMap<String, WatcherLog>,
+    /// Who hears of sessions starting, ending, attaching and detaching.
+    observer: Option<SessionObserver>,
 }
 
 impl ServiceState {
@@ -130,6 +150,8 @@ impl ServiceState {
             bad_node_logs: BTreeMap::new(),
             full_list_limit: MAX_FULL_LIST_BYTES,
             full_list_nodes: MAX_FULL_LIST_NODES,
+            watchers: BTreeMap::new(),
+            observer: None,
         }
     }
 
@@ -246,6 +268,14 @@ impl ServiceState {
             }
         }
         self.stats.updates_in += count;
+        // Made when its session started; a lookup, not an allocation, per batch.
+        if !self.watchers.contains_key(watcher) {
+            self.watchers
+                .insert(watcher.to_owned(), WatcherLog::default());
+        }
+        let log = self.watchers.get_mut(watcher).expect("just made");
+        log.updates_in += count;
+        log.bad_nodes += bad_nodes;
         if let Some(first) = first_bad {
             self.stats.bad_nodes += bad_nodes;
             self.bad_node_logs
@@ -258,22 +288,6 @@ impl ServiceState {
         BatchApplied {
             congested,
             bad_record,
-        }
-    }
-
-    /// A watcher's session (re)starts: a full list it left unfinished in pieces is
-    /// dropped (its nodes stay as they were until it reports again).
-    pub fn watcher_started(&mut self, watcher: &str) {
-        if let Some(book) = self.books.get_mut(watcher) {
-            book.discard_staged();
-        }
-    }
-
-    /// A watcher's session ended: what it was still to be told of (bad nodes noted
-    /// since the last log line) is logged now.
-    pub fn watcher_ended(&mut self, watcher: &str) {
-        if let Some(log) = self.bad_node_logs.get_mut(watcher) {
-            log.flush(&self.name, watcher);
         }
     }
 
@@ -290,6 +304,7 @@ impl ServiceState {
         // A change too big for one record goes through the backlog, which splits it.
         let direct = changes.iter().all(|c| c.len() <= DIRECT_RECORD_BYTES);
         let mut congested = Vec::new();
+        let mut closed = Vec::new();
         for (name, out) in &mut self.reactors {
             let pushed = match (&mut out.sink, out.backlog.is_empty() && direct) {
                 (Some(sink), true) => match sink.try_push(changes) {
@@ -297,13 +312,20 @@ impl ServiceState {
                     Err(e) => {
                         tracing::warn!(service = %self.name, reactor = %name, "{e}; keeping its events until it reconnects");
                         out.sink = None;
+                        closed.push(SessionChange::ReactorDetached {
+                            reactor: name.clone(),
+                            reason: Some(e.to_string()),
+                        });
                         0
                     }
                 },
                 _ => 0,
             };
+            out.pushed += pushed as u64;
             if pushed < changes.len() {
-                self.stats.deferred += (changes.len() - pushed) as u64;
+                let deferred = (changes.len() - pushed) as u64;
+                self.stats.deferred += deferred;
+                out.deferred += deferred;
                 for change in changes.iter().skip(pushed) {
                     defer_change(&self.name, &mut out.backlog, change);
                 }
@@ -312,50 +334,10 @@ impl ServiceState {
                 }
             }
         }
-        congested
-    }
-
-    /// Connects (or reconnects) a reactor. A reactor that connects after events have
-    /// flowed (a restart) first gets the full current state, then the live stream.
-    /// Returns the attachment (for [`detach_reactor`](Self::detach_reactor)) and how
-    /// far the first flush got.
-    pub fn attach_reactor(
-        &mut self,
-        reactor: &str,
-        sink: Box<dyn EventSink>,
-    ) -> (Attachment, Flush) {
-        let current = self.current();
-        self.attachments += 1;
-        let attachment = Attachment(self.attachments);
-        let out = self
-            .reactors
-            .entry(reactor.to_owned())
-            .or_insert_with(|| ReactorOutput {
-                sink: None,
-                backlog: Pending::new(Framing::Event),
-                attachment,
-            });
-        // Whatever was pending for the old process is superseded by the current state.
-        out.backlog.clear();
-        out.backlog.push_event(&current);
-        out.sink = Some(sink);
-        out.attachment = attachment;
-        (attachment, self.flush_reactor(reactor))
-    }
-
-    /// Disconnects a reactor (its process died or it is closing) if its sink is still
-    /// the one of `attachment`; events for it accumulate, coalesced, until it reconnects.
-    pub fn detach_reactor(&mut self, reactor: &str, attachment: Attachment) {
-        if let Some(out) = self.reactors.get_mut(reactor) {
-            if out.attachment == attachment {
-                out.sink = None;
-            }
+        for change in closed {
+            self.tell(change);
         }
-    }
-
-    /// Removes a reactor for good.
-    pub fn remove_reactor(&mut self, reactor: &str) {
-        self.reactors.remove(reactor);
+        congested
     }
 
     /// Hands a reactor's backlog to its sink if there is room.
@@ -378,6 +360,10 @@ impl ServiceState {
                 Err(e) => {
                     tracing::warn!(service = %self.name, %reactor, "{e}");
                     out.sink = None;
+                    self.tell(SessionChange::ReactorDetached {
+                        reactor: reactor.to_owned(),
+                        reason: Some(e.to_string()),
+                    });
                     return Flush::Disconnected;
                 }
             }
@@ -408,12 +394,6 @@ impl ServiceState {
         self.reactors
             .get(reactor)
             .is_some_and(|out| !out.backlog.is_empty())
-    }
-
-    /// Forgets a watcher's book (its instance was removed). Its nodes are not reported
-    /// down: a watcher that restarts keeps its nodes until it reports again.
-    pub fn remove_watcher(&mut self, watcher: &str) {
-        self.books.remove(watcher);
     }
 }
 

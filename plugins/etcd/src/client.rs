@@ -1,92 +1,40 @@
-//! A blocking client of etcd's v3 API through its JSON gateway (`POST /v3/kv/range`,
-//! `/v3/watch`, `/v3/lease/...`; keys and values base64, 64-bit numbers as strings).
+//! A blocking client of etcd's v3 gRPC API: range, watch, txn, put, delete, compact and
+//! leases, over one HTTP/2 connection (tonic) kept for every request and watch.
 //!
-//! The gateway is the same v3 API as gRPC, served by every etcd since 3.3, and needs
-//! neither `protoc` nor a protobuf runtime to build: plain HTTP/1.1 and JSON. One
-//! [`Client`] keeps one connection alive for its requests and moves to the next
-//! endpoint when the current one cannot be reached; a watch gets a connection of its
-//! own ([`WatchStream`], in `watch`).
+//! The plugins' threads are plain threads (the SDK has no runtime), so the client owns
+//! a single-threaded tokio runtime and blocks on each call: the connection's work runs
+//! on the calling thread while it waits, with no hop to another thread on the way from
+//! the socket to the caller. Requests and responses are the hand-written messages of
+//! [`crate::proto`], sent with tonic's prost codec to the method paths etcd serves.
+//!
+//! The connection moves to the next endpoint when the current one cannot be reached;
+//! a connection that broke is replaced once per request, and an expired auth token is
+//! renewed once.
 
+use std::future::Future;
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine as _;
-use serde_json::{json, Value};
-use thiserror::Error;
+use tokio::runtime::Runtime;
+use tokio_stream::StreamExt as _;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Status, Streaming};
 
 use crate::config::Settings;
-use crate::http::Connection;
+use crate::error::EtcdError;
 use crate::layout::range_end;
+use crate::proto::{self, path};
 use crate::watch::WatchStream;
 
 /// How long a request may wait for its answer.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How many keys one page of a range read holds.
-const RANGE_PAGE: usize = 10_000;
-/// How often a watch looks at its stop condition while etcd is quiet.
-const WATCH_POLL: Duration = Duration::from_millis(100);
-
-/// Why a request to etcd failed.
-#[derive(Debug, Error)]
-pub enum EtcdError {
-    /// No endpoint accepted a connection.
-    #[error("cannot reach etcd at {endpoints}: {source}")]
-    Unreachable {
-        /// Every endpoint tried.
-        endpoints: String,
-        /// The last endpoint's failure.
-        source: io::Error,
-    },
-    /// The connection failed during the request.
-    #[error("etcd at {endpoint}: {path}: {source}")]
-    Io {
-        /// The endpoint.
-        endpoint: String,
-        /// The gateway path of the request.
-        path: &'static str,
-        /// What failed.
-        source: io::Error,
-    },
-    /// etcd refused the request.
-    #[error("etcd at {endpoint}: {path} refused: {message} (grpc code {code})")]
-    Refused {
-        /// The endpoint.
-        endpoint: String,
-        /// The gateway path of the request.
-        path: &'static str,
-        /// The gRPC status code (11: out of range, 5: not found, 16: unauthenticated).
-        code: i64,
-        /// etcd's message.
-        message: String,
-    },
-    /// The answer was not what the v3 API promises.
-    #[error("etcd at {endpoint}: {path}: unexpected answer: {reason}")]
-    BadAnswer {
-        /// The endpoint.
-        endpoint: String,
-        /// The gateway path of the request.
-        path: &'static str,
-        /// What was wrong.
-        reason: String,
-    },
-}
-
-impl EtcdError {
-    /// Whether the revision asked for was compacted away.
-    pub fn is_compacted(&self) -> bool {
-        matches!(self, EtcdError::Refused { message, .. } if message.contains("compacted"))
-    }
-
-    /// Whether a lease named in the request no longer exists.
-    pub fn is_lease_not_found(&self) -> bool {
-        matches!(self, EtcdError::Refused { message, .. } if message.contains("lease not found"))
-    }
-
-    fn is_bad_token(&self) -> bool {
-        matches!(self, EtcdError::Refused { message, .. } if message.contains("auth token"))
-    }
-}
+const RANGE_PAGE: i64 = 10_000;
+/// The largest message accepted from etcd (tonic's default is 4 MiB; a range page of
+/// large values may be more).
+const MAX_MESSAGE: usize = 256 << 20;
 
 /// Every key under a prefix at one revision.
 #[derive(Debug, Clone, Default)]
@@ -116,22 +64,32 @@ pub enum Op {
     },
 }
 
-/// A blocking etcd v3 client over the JSON gateway.
+/// The auth token sent with each request, when signed in.
+type Token = Option<MetadataValue<Ascii>>;
+
+/// A blocking etcd v3 client over gRPC.
 pub struct Client {
     settings: Settings,
     /// The endpoint in use (index into `settings.endpoints`).
     current: usize,
-    conn: Option<Connection>,
-    token: Option<String>,
+    runtime: Arc<Runtime>,
+    channel: Option<Channel>,
+    token: Token,
 }
 
 impl Client {
     /// A client of the configured endpoints; it connects on its first request.
     pub fn new(settings: Settings) -> Client {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()
+            .expect("a single-threaded tokio runtime (an epoll instance and a timer)");
         Client {
             settings,
             current: 0,
-            conn: None,
+            runtime: Arc::new(runtime),
+            channel: None,
             token: None,
         }
     }
@@ -143,27 +101,47 @@ impl Client {
 
     /// Drops the connection (the next request makes a new one).
     pub fn disconnect(&mut self) {
-        self.conn = None;
+        self.channel = None;
     }
 
-    /// Connects to the current endpoint or, failing that, the next ones in turn, and
-    /// authenticates when credentials are set.
-    fn connect(&mut self) -> Result<Connection, EtcdError> {
+    /// Connects to the current endpoint or, failing that, the next ones in turn.
+    fn connect(&mut self) -> Result<Channel, EtcdError> {
         let n = self.settings.endpoints.len();
+        let dial = self.settings.dial_timeout;
         let mut last = io::Error::new(io::ErrorKind::NotFound, "no endpoint");
         for i in 0..n {
             let at = (self.current + i) % n;
-            let endpoint = &self.settings.endpoints[at];
-            match Connection::connect(&endpoint.authority, self.settings.dial_timeout) {
-                Ok(conn) => {
-                    self.current = at;
-                    let mut conn = conn;
-                    if self.token.is_none() && self.settings.credentials.is_some() {
-                        self.token = Some(self.authenticate(&mut conn)?);
-                    }
-                    return Ok(conn);
+            let uri = format!("http://{}", self.settings.endpoints[at].authority);
+            let endpoint = match Endpoint::from_shared(uri) {
+                Ok(endpoint) => endpoint,
+                Err(e) => {
+                    last = io::Error::new(io::ErrorKind::InvalidInput, e);
+                    continue;
                 }
-                Err(e) => last = e,
+            };
+            // TCP keep-alive: a watch on a peer that vanished without closing (a network
+            // gone, a host powered off) fails after about 5 + 3 x 2 seconds of silence
+            // instead of never, and the watcher reconnects and resyncs. The kernel does
+            // it: no timer in this process.
+            let endpoint = endpoint
+                .connect_timeout(dial)
+                .tcp_nodelay(true)
+                .tcp_keepalive(Some(Duration::from_secs(5)))
+                .tcp_keepalive_interval(Some(Duration::from_secs(2)))
+                .tcp_keepalive_retries(Some(3));
+            let connected = self
+                .runtime
+                .block_on(async { tokio::time::timeout(dial, endpoint.connect()).await });
+            match connected {
+                Ok(Ok(channel)) => {
+                    self.current = at;
+                    self.channel = Some(channel.clone());
+                    return Ok(channel);
+                }
+                Ok(Err(e)) => last = io::Error::other(error_chain(&e)),
+                Err(_) => {
+                    last = io::Error::new(io::ErrorKind::TimedOut, format!("no answer in {dial:?}"))
+                }
             }
         }
         let endpoints = self
@@ -179,94 +157,74 @@ impl Client {
         })
     }
 
-    fn authenticate(&self, conn: &mut Connection) -> Result<String, EtcdError> {
-        let (name, password) = self.settings.credentials.clone().unwrap_or_default();
-        let body = json!({ "name": name, "password": password });
-        let answer = self.exchange(conn, "/v3/auth/authenticate", None, &body)?;
-        str_field(&answer, "token")
-            .map(str::to_owned)
-            .ok_or_else(|| self.bad("/v3/auth/authenticate", "no token"))
-    }
-
-    /// One request and its whole answer on `conn`.
-    fn exchange(
-        &self,
-        conn: &mut Connection,
-        path: &'static str,
-        token: Option<&str>,
-        body: &Value,
-    ) -> Result<Value, EtcdError> {
-        let io_err = |source| EtcdError::Io {
-            endpoint: self.endpoint().to_owned(),
-            path,
-            source,
+    /// The connection and the token to make a request with: connects, and signs in when
+    /// credentials are set and there is no token yet.
+    fn ready(&mut self) -> Result<(Channel, Token), EtcdError> {
+        let channel = match &self.channel {
+            Some(channel) => channel.clone(),
+            None => self.connect()?,
         };
-        conn.set_read_timeout(Some(REQUEST_TIMEOUT))
-            .map_err(io_err)?;
-        let bytes = serde_json::to_vec(body).expect("a request serialises");
-        let head = conn.post(path, token, &bytes).map_err(io_err)?;
-        let answer = conn.read_body().map_err(io_err)?;
-        let value: Value = serde_json::from_slice(&answer).map_err(|e| {
-            self.bad(
-                path,
-                &format!("HTTP {} with a body that is not JSON: {e}", head.status),
-            )
-        })?;
-        if head.status != 200 {
-            return Err(self.refused(path, &value));
+        if self.token.is_none() {
+            if let Some((name, password)) = self.settings.credentials.clone() {
+                let request = proto::AuthenticateRequest { name, password };
+                let call = unary::<_, proto::AuthenticateResponse>(
+                    channel.clone(),
+                    path::AUTHENTICATE,
+                    Request::new(request),
+                );
+                let answer = self.block(path::AUTHENTICATE, call)?;
+                let token = answer.token.parse().map_err(|_| EtcdError::BadAnswer {
+                    endpoint: self.endpoint().to_owned(),
+                    path: path::AUTHENTICATE,
+                    reason: "the token is not printable ASCII".into(),
+                })?;
+                self.token = Some(token);
+            }
         }
-        Ok(value)
+        Ok((channel, self.token.clone()))
     }
 
-    fn refused(&self, path: &'static str, value: &Value) -> EtcdError {
-        let error = value.get("error").unwrap_or(value);
-        let message = str_field(error, "message")
-            .or_else(|| error.as_str())
-            .or_else(|| str_field(value, "message"))
-            .unwrap_or("no message")
-            .to_owned();
-        let code = int_field(value, "code")
-            .or_else(|| int_field(error, "grpc_code"))
-            .unwrap_or(-1);
-        EtcdError::Refused {
-            endpoint: self.endpoint().to_owned(),
-            path,
-            code,
-            message,
-        }
+    /// Runs `call` on this thread until it is done or [`REQUEST_TIMEOUT`] passes (a
+    /// timer is made inside the runtime: hence the `async` blocks around timeouts).
+    fn block<T>(
+        &self,
+        path: &'static str,
+        call: impl Future<Output = Result<T, Status>>,
+    ) -> Result<T, EtcdError> {
+        let result = self
+            .runtime
+            .block_on(async { tokio::time::timeout(REQUEST_TIMEOUT, call).await })
+            .unwrap_or_else(|_| {
+                Err(Status::deadline_exceeded(format!(
+                    "no answer in {REQUEST_TIMEOUT:?}"
+                )))
+            });
+        result.map_err(|status| EtcdError::from_status(self.endpoint(), path, status))
     }
 
-    fn bad(&self, path: &'static str, reason: &str) -> EtcdError {
-        EtcdError::BadAnswer {
-            endpoint: self.endpoint().to_owned(),
-            path,
-            reason: reason.to_owned(),
-        }
-    }
-
-    /// Sends one request and returns its answer; a kept-alive connection that turns
-    /// out dead is replaced once, and an expired auth token is renewed once.
-    pub fn call(&mut self, path: &'static str, body: &Value) -> Result<Value, EtcdError> {
+    /// Makes the call `make(channel, token)` builds; a connection that turns out broken
+    /// is replaced once, and a refused token renewed once.
+    fn run<T, F, Fut>(&mut self, path: &'static str, make: F) -> Result<T, EtcdError>
+    where
+        F: Fn(Channel, Token) -> Fut,
+        Fut: Future<Output = Result<T, Status>>,
+    {
         let mut retried = false;
         loop {
-            let reused = self.conn.is_some();
-            let mut conn = match self.conn.take() {
-                Some(conn) if conn.is_reusable() => conn,
-                _ => self.connect()?,
-            };
-            let token = self.token.clone();
-            match self.exchange(&mut conn, path, token.as_deref(), body) {
-                Ok(value) => {
-                    self.conn = Some(conn);
-                    return Ok(value);
+            let reused = self.channel.is_some();
+            let (channel, token) = self.ready()?;
+            match self.block(path, make(channel, token)) {
+                Ok(value) => return Ok(value),
+                Err(EtcdError::Io { .. }) if reused && !retried => {
+                    retried = true;
+                    self.channel = None;
                 }
-                Err(EtcdError::Io { .. }) if reused && !retried => retried = true,
                 Err(e) if e.is_bad_token() && !retried => {
                     retried = true;
                     self.token = None;
                 }
-                Err(e @ EtcdError::Refused { .. }) => {
-                    self.conn = Some(conn);
+                Err(e @ EtcdError::Io { .. }) => {
+                    self.channel = None;
                     return Err(e);
                 }
                 Err(e) => return Err(e),
@@ -274,148 +232,236 @@ impl Client {
         }
     }
 
+    /// Sends one request to the unary method at `path` and returns its answer.
+    pub fn call<Req, Resp>(&mut self, path: &'static str, request: Req) -> Result<Resp, EtcdError>
+    where
+        Req: prost::Message + Clone + 'static,
+        Resp: prost::Message + Default + 'static,
+    {
+        self.run(path, |channel, token| {
+            unary::<Req, Resp>(channel, path, with_token(request.clone(), token))
+        })
+    }
+
     /// Reads every key under `prefix` at one revision, a page at a time.
     pub fn range_prefix(&mut self, prefix: &str) -> Result<Snapshot, EtcdError> {
-        const PATH: &str = "/v3/kv/range";
-        let end = b64(&range_end(prefix.as_bytes()));
-        let mut from = prefix.as_bytes().to_vec();
+        let range_end = range_end(prefix.as_bytes());
+        let mut request = proto::RangeRequest {
+            key: prefix.as_bytes().to_vec(),
+            range_end,
+            limit: RANGE_PAGE,
+            revision: 0,
+        };
         let mut snapshot = Snapshot::default();
         loop {
-            let body = json!({
-                "key": b64(&from), "range_end": end,
-                "limit": RANGE_PAGE, "revision": snapshot.revision,
-            });
-            let answer = self.call(PATH, &body)?;
+            let answer: proto::RangeResponse = self.call(path::RANGE, request.clone())?;
             if snapshot.revision == 0 {
-                snapshot.revision =
-                    revision(&answer).ok_or_else(|| self.bad(PATH, "no revision"))?;
+                snapshot.revision = answer.header.map(|h| h.revision).unwrap_or(0);
+                if snapshot.revision == 0 {
+                    return Err(EtcdError::BadAnswer {
+                        endpoint: self.endpoint().to_owned(),
+                        path: path::RANGE,
+                        reason: "no revision".into(),
+                    });
+                }
+                request.revision = snapshot.revision;
             }
-            let kvs = answer.get("kvs").and_then(Value::as_array);
-            for kv in kvs.into_iter().flatten() {
-                let key =
-                    bytes_field(kv, "key").ok_or_else(|| self.bad(PATH, "a key is not base64"))?;
-                let value = bytes_field(kv, "value").unwrap_or_default();
-                snapshot.kvs.push((key, value));
-            }
-            let more = answer.get("more").and_then(Value::as_bool).unwrap_or(false);
+            snapshot
+                .kvs
+                .extend(answer.kvs.into_iter().map(|kv| (kv.key, kv.value)));
             match snapshot.kvs.last() {
-                Some((last, _)) if more => {
-                    from = last.clone();
-                    from.push(0);
+                Some((last, _)) if answer.more => {
+                    request.key = last.clone();
+                    request.key.push(0);
                 }
                 _ => return Ok(snapshot),
             }
         }
     }
 
-    /// Starts watching every key under `prefix` from `start_revision` on, on a
-    /// connection of its own.
+    /// Starts watching every key under `prefix` from `start_revision` on (0: from now).
     pub fn watch(&mut self, prefix: &str, start_revision: i64) -> Result<WatchStream, EtcdError> {
-        const PATH: &str = "/v3/watch";
-        let mut conn = self.connect()?;
-        let io_err = |source| EtcdError::Io {
-            endpoint: self.endpoint().to_owned(),
-            path: PATH,
-            source,
+        let create = proto::WatchRequest {
+            request_union: Some(proto::WatchRequestUnion::CreateRequest(
+                proto::WatchCreateRequest {
+                    key: prefix.as_bytes().to_vec(),
+                    range_end: range_end(prefix.as_bytes()),
+                    start_revision,
+                },
+            )),
         };
-        let body = json!({ "create_request": {
-            "key": b64(prefix.as_bytes()),
-            "range_end": b64(&range_end(prefix.as_bytes())),
-            "start_revision": start_revision,
-        }});
-        conn.set_read_timeout(Some(REQUEST_TIMEOUT))
-            .map_err(io_err)?;
-        let bytes = serde_json::to_vec(&body).expect("a request serialises");
-        let head = conn
-            .post(PATH, self.token.as_deref(), &bytes)
-            .map_err(io_err)?;
-        if head.status != 200 {
-            let answer = conn.read_body().map_err(io_err)?;
-            let value = serde_json::from_slice(&answer).unwrap_or(Value::Null);
-            return Err(self.refused(PATH, &value));
-        }
-        conn.set_read_timeout(Some(WATCH_POLL)).map_err(io_err)?;
-        Ok(WatchStream::new(conn, self.endpoint()))
+        let stream = self.run(path::WATCH, |channel, token| {
+            open_stream::<_, proto::WatchResponse>(channel, path::WATCH, create.clone(), token)
+        })?;
+        Ok(WatchStream::new(
+            self.runtime.clone(),
+            stream,
+            self.endpoint(),
+        ))
     }
 
     /// Applies `ops` in one transaction.
     pub fn txn(&mut self, ops: &[Op]) -> Result<(), EtcdError> {
-        let success: Vec<Value> = ops
+        use proto::Request::{RequestDeleteRange, RequestPut};
+        let success = ops
             .iter()
-            .map(|op| match op {
-                Op::Put { key, value, lease } => json!({ "request_put": {
-                    "key": b64(key), "value": b64(value), "lease": lease.to_string() } }),
-                Op::Delete { key } => json!({ "request_delete_range": { "key": b64(key) } }),
+            .map(|op| proto::RequestOp {
+                request: Some(match op {
+                    Op::Put { key, value, lease } => RequestPut(proto::PutRequest {
+                        key: key.clone(),
+                        value: value.clone(),
+                        lease: *lease,
+                    }),
+                    Op::Delete { key } => RequestDeleteRange(proto::DeleteRangeRequest {
+                        key: key.clone(),
+                        range_end: Vec::new(),
+                    }),
+                }),
             })
             .collect();
-        self.call("/v3/kv/txn", &json!({ "success": success }))
+        self.call::<_, proto::Ack>(path::TXN, proto::TxnRequest { success })
             .map(drop)
     }
 
     /// Puts `value` under `key` with `lease` (0: none).
     pub fn put(&mut self, key: &[u8], value: &[u8], lease: i64) -> Result<(), EtcdError> {
-        let body = json!({ "key": b64(key), "value": b64(value), "lease": lease.to_string() });
-        self.call("/v3/kv/put", &body).map(drop)
+        let request = proto::PutRequest {
+            key: key.to_vec(),
+            value: value.to_vec(),
+            lease,
+        };
+        self.call::<_, proto::Ack>(path::PUT, request).map(drop)
     }
 
     /// Deletes `key`.
     pub fn delete(&mut self, key: &[u8]) -> Result<(), EtcdError> {
-        self.call("/v3/kv/deleterange", &json!({ "key": b64(key) }))
+        let request = proto::DeleteRangeRequest {
+            key: key.to_vec(),
+            range_end: Vec::new(),
+        };
+        self.call::<_, proto::Ack>(path::DELETE_RANGE, request)
             .map(drop)
     }
 
     /// Compacts the store's history up to `revision` (tests and operators).
     pub fn compact(&mut self, revision: i64) -> Result<(), EtcdError> {
-        let body = json!({ "revision": revision.to_string(), "physical": true });
-        self.call("/v3/kv/compaction", &body).map(drop)
+        let request = proto::CompactionRequest {
+            revision,
+            physical: true,
+        };
+        self.call::<_, proto::Ack>(path::COMPACT, request).map(drop)
     }
 
     /// Grants a lease of `ttl_secs`; returns its id.
     pub fn grant(&mut self, ttl_secs: u64) -> Result<i64, EtcdError> {
-        let answer = self.call("/v3/lease/grant", &json!({ "TTL": ttl_secs.to_string() }))?;
-        if let Some(error) = str_field(&answer, "error").filter(|e| !e.is_empty()) {
-            return Err(self.bad("/v3/lease/grant", error));
+        let request = proto::LeaseGrantRequest {
+            ttl: ttl_secs.try_into().unwrap_or(i64::MAX),
+        };
+        let answer: proto::LeaseGrantResponse = self.call(path::LEASE_GRANT, request)?;
+        if !answer.error.is_empty() || answer.id == 0 {
+            let reason = match answer.error.is_empty() {
+                true => "no lease ID".to_owned(),
+                false => answer.error,
+            };
+            return Err(EtcdError::BadAnswer {
+                endpoint: self.endpoint().to_owned(),
+                path: path::LEASE_GRANT,
+                reason,
+            });
         }
-        int_field(&answer, "ID").ok_or_else(|| self.bad("/v3/lease/grant", "no lease ID"))
+        Ok(answer.id)
     }
 
     /// Renews lease `id` once; returns its new TTL in seconds, 0 when the lease is gone.
+    ///
+    /// The renewal is a stream of its own, opened for one request and its answer, then
+    /// dropped: the reactor renews every third of the TTL, seconds apart.
     pub fn keep_alive(&mut self, id: i64) -> Result<i64, EtcdError> {
-        let answer = self.call("/v3/lease/keepalive", &json!({ "ID": id.to_string() }))?;
-        if let Some(error) = answer.get("error") {
-            return Err(self.refused("/v3/lease/keepalive", &json!({ "error": error })));
-        }
-        let result = answer.get("result").unwrap_or(&answer);
-        Ok(int_field(result, "TTL").unwrap_or(0))
+        self.run(path::LEASE_KEEP_ALIVE, |channel, token| async move {
+            let mut stream = open_stream::<_, proto::LeaseKeepAliveResponse>(
+                channel,
+                path::LEASE_KEEP_ALIVE,
+                proto::LeaseRequest { id },
+                token,
+            )
+            .await?;
+            match stream.message().await? {
+                Some(answer) => Ok(answer.ttl),
+                None => Err(Status::unavailable(
+                    "the keep-alive stream ended unanswered",
+                )),
+            }
+        })
     }
 
     /// Revokes lease `id`: every key attached to it is deleted.
     pub fn revoke(&mut self, id: i64) -> Result<(), EtcdError> {
-        self.call("/v3/lease/revoke", &json!({ "ID": id.to_string() }))
+        self.call::<_, proto::Ack>(path::LEASE_REVOKE, proto::LeaseRequest { id })
             .map(drop)
     }
 }
 
-pub(crate) fn b64(bytes: &[u8]) -> String {
-    B64.encode(bytes)
-}
-
-pub(crate) fn str_field<'v>(v: &'v Value, name: &str) -> Option<&'v str> {
-    v.get(name)?.as_str()
-}
-
-pub(crate) fn bytes_field(v: &Value, name: &str) -> Option<Vec<u8>> {
-    B64.decode(str_field(v, name)?).ok()
-}
-
-/// A 64-bit field, which the gateway writes as a string.
-pub(crate) fn int_field(v: &Value, name: &str) -> Option<i64> {
-    match v.get(name)? {
-        Value::String(s) => s.parse().ok(),
-        other => other.as_i64(),
+/// `message` as a request, with the auth token when signed in.
+fn with_token<T>(message: T, token: Token) -> Request<T> {
+    let mut request = Request::new(message);
+    if let Some(token) = token {
+        request.metadata_mut().insert("token", token);
     }
+    request
 }
 
-pub(crate) fn revision(answer: &Value) -> Option<i64> {
-    int_field(answer.get("header")?, "revision")
+/// One call of a unary method.
+async fn unary<Req, Resp>(
+    channel: Channel,
+    path: &'static str,
+    request: Request<Req>,
+) -> Result<Resp, Status>
+where
+    Req: prost::Message + 'static,
+    Resp: prost::Message + Default + 'static,
+{
+    let mut grpc = tonic::client::Grpc::new(channel).max_decoding_message_size(MAX_MESSAGE);
+    grpc.ready()
+        .await
+        .map_err(|e| Status::unavailable(error_chain(&e)))?;
+    let codec = tonic_prost::ProstCodec::<Req, Resp>::default();
+    let path = http::uri::PathAndQuery::from_static(path);
+    Ok(grpc.unary(request, path, codec).await?.into_inner())
+}
+
+/// Opens a bidirectional stream whose only request is `first`; the client's half stays
+/// open (etcd ends a watch whose client stops sending), and the server's half is
+/// returned.
+async fn open_stream<Req, Resp>(
+    channel: Channel,
+    path: &'static str,
+    first: Req,
+    token: Token,
+) -> Result<Streaming<Resp>, Status>
+where
+    Req: prost::Message + Send + 'static,
+    Resp: prost::Message + Default + Send + 'static,
+{
+    let mut grpc = tonic::client::Grpc::new(channel).max_decoding_message_size(MAX_MESSAGE);
+    grpc.ready()
+        .await
+        .map_err(|e| Status::unavailable(error_chain(&e)))?;
+    let requests = tokio_stream::once(first).chain(tokio_stream::pending());
+    let codec = tonic_prost::ProstCodec::<Req, Resp>::default();
+    let path = http::uri::PathAndQuery::from_static(path);
+    let response = grpc
+        .streaming(with_token(requests, token), path, codec)
+        .await?;
+    Ok(response.into_inner())
+}
+
+/// An error and its causes on one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text = format!("{text}: {cause}");
+        source = cause.source();
+    }
+    text
 }

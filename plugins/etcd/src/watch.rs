@@ -1,16 +1,20 @@
-//! A running watch: one HTTP answer from `/v3/watch` that streams a JSON object per
-//! line for as long as the watch lasts, read message by message.
+//! A running watch: etcd's half of a `Watch` stream, read message by message.
 //!
-//! The gateway leaves out fields at their zero value: an event without `type` is a PUT,
-//! and a message with `compact_revision` set means the watch's start revision was
-//! compacted away (the watch is cancelled; read again, then watch again).
+//! A message with `compact_revision` set means the watch's start revision was compacted
+//! away (etcd cancels the watch: read again, then watch again).
 
 use std::io;
+use std::sync::Arc;
+use std::time::Duration;
 
-use serde_json::Value;
+use tokio::runtime::Runtime;
+use tonic::Streaming;
 
-use crate::client::{bytes_field, int_field, revision, str_field, EtcdError};
-use crate::http::{is_timeout, Connection};
+use crate::error::EtcdError;
+use crate::proto::{self, path};
+
+/// How often a watch looks at its stop condition while etcd is quiet.
+const WATCH_POLL: Duration = Duration::from_millis(100);
 
 /// What a watch reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,99 +57,83 @@ pub enum WatchEvent {
     },
 }
 
-/// A running watch: one HTTP answer that streams a JSON object per line.
+/// A running watch. The client that started it may go on with other requests.
 pub struct WatchStream {
-    conn: Connection,
+    runtime: Arc<Runtime>,
+    stream: Streaming<proto::WatchResponse>,
     endpoint: String,
-    pending: Vec<u8>,
 }
 
 impl WatchStream {
-    /// A watch whose answer's head was read on `conn`.
-    pub(crate) fn new(conn: Connection, endpoint: &str) -> Self {
+    /// A watch whose stream is open.
+    pub(crate) fn new(
+        runtime: Arc<Runtime>,
+        stream: Streaming<proto::WatchResponse>,
+        endpoint: &str,
+    ) -> Self {
         WatchStream {
-            conn,
+            runtime,
+            stream,
             endpoint: endpoint.to_owned(),
-            pending: Vec::new(),
         }
     }
 
     /// The next message; `Ok(None)` as soon as `stop()` holds (it is asked every
-    /// 100 ms while etcd is quiet). A closed connection is an error.
+    /// 100 ms while etcd is quiet). A closed stream is an error.
     pub fn next(&mut self, stop: &dyn Fn() -> bool) -> Result<Option<WatchMessage>, EtcdError> {
-        const PATH: &str = "/v3/watch";
-        let err = |source| EtcdError::Io {
-            endpoint: self.endpoint.clone(),
-            path: PATH,
-            source,
-        };
         loop {
             if stop() {
                 return Ok(None);
             }
-            let line = match self.conn.read_line(&mut self.pending) {
-                Ok(Some(line)) if line.iter().all(u8::is_ascii_whitespace) => continue,
-                Ok(Some(line)) => line,
-                Ok(None) => {
-                    return Err(err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "the watch stream ended",
-                    )))
-                }
-                Err(e) if is_timeout(&e) => continue,
-                Err(e) => return Err(err(e)),
-            };
-            let value: Value = serde_json::from_slice(&line).map_err(|e| EtcdError::BadAnswer {
-                endpoint: self.endpoint.clone(),
-                path: PATH,
-                reason: format!("a watch message is not JSON: {e}"),
-            })?;
-            return match value.get("result") {
-                Some(result) => Ok(Some(watch_message(result))),
-                None => Err(EtcdError::Refused {
+            // Cancelling `message()` at the timeout loses nothing: it is cancel-safe.
+            let stream = &mut self.stream;
+            let read = async { tokio::time::timeout(WATCH_POLL, stream.message()).await };
+            return match self.runtime.block_on(read) {
+                Err(_quiet) => continue,
+                Ok(Ok(Some(response))) => Ok(Some(watch_message(response))),
+                Ok(Ok(None)) => Err(EtcdError::Io {
                     endpoint: self.endpoint.clone(),
-                    path: PATH,
-                    code: int_field(&value["error"], "grpc_code").unwrap_or(-1),
-                    message: value["error"]["message"].as_str().unwrap_or("").to_owned(),
+                    path: path::WATCH,
+                    source: io::Error::new(io::ErrorKind::UnexpectedEof, "the watch stream ended"),
                 }),
+                Ok(Err(status)) => Err(EtcdError::from_status(&self.endpoint, path::WATCH, status)),
             };
         }
     }
 }
 
-fn watch_message(result: &Value) -> WatchMessage {
-    let compact = int_field(result, "compact_revision").unwrap_or(0);
-    if compact > 0 {
-        return WatchMessage::Compacted { revision: compact };
-    }
-    if result.get("canceled").and_then(Value::as_bool) == Some(true) {
-        let reason = str_field(result, "cancel_reason").unwrap_or("no reason given");
-        return WatchMessage::Canceled {
-            reason: reason.to_owned(),
+fn watch_message(response: proto::WatchResponse) -> WatchMessage {
+    if response.compact_revision > 0 {
+        return WatchMessage::Compacted {
+            revision: response.compact_revision,
         };
     }
-    if result.get("created").and_then(Value::as_bool) == Some(true) {
+    if response.canceled {
+        let reason = match response.cancel_reason.is_empty() {
+            true => "no reason given".to_owned(),
+            false => response.cancel_reason,
+        };
+        return WatchMessage::Canceled { reason };
+    }
+    if response.created {
         return WatchMessage::Created;
     }
-    let events = result.get("events").and_then(Value::as_array);
-    let events = events
+    let events = response
+        .events
         .into_iter()
-        .flatten()
-        .filter_map(|e| {
-            let kv = e.get("kv")?;
-            let key = bytes_field(kv, "key")?;
-            // PUT is the enum's zero value, which the gateway leaves out.
-            Some(match str_field(e, "type") {
-                Some("DELETE") => WatchEvent::Delete { key },
+        .filter_map(|event| {
+            let kv = event.kv?;
+            Some(match event.r#type {
+                proto::EVENT_DELETE => WatchEvent::Delete { key: kv.key },
                 _ => WatchEvent::Put {
-                    key,
-                    value: bytes_field(kv, "value").unwrap_or_default(),
+                    key: kv.key,
+                    value: kv.value,
                 },
             })
         })
         .collect();
     WatchMessage::Events {
-        revision: revision(result).unwrap_or(0),
+        revision: response.header.map_or(0, |h| h.revision),
         events,
     }
 }

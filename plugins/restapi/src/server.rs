@@ -1,201 +1,165 @@
-//! The restapi watcher: the shared HTTP server and the services registered on it.
+//! The HTTP server: a tokio runtime of its own, the listener, a cap on open
+//! connections, and a bounded graceful stop.
+//!
+//! The runtime lives inside the plugin process only (the SDK stays runtime-free): the
+//! SDK's threads call in through [`Server::start`] and [`Server::shutdown`], which
+//! block. Over `max_connections`, the server accepts nothing more until a connection
+//! closes: new clients wait in the kernel's accept queue (their connect succeeds, their
+//! request is answered once a slot frees). A stop is one signal out and the count of
+//! open connections back: stop accepting, let each connection answer the request it
+//! is in (idle ones close at once), and after the grace period close the rest.
 
-use std::collections::{HashMap, HashSet};
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use plugin_sdk::{
-    watcher_endpoint, Config, EventSender, NodeInfo, NodeStatus, SendError, Watcher,
-    WatcherEndpoint,
-};
-use serde::Deserialize;
+use tokio::net::TcpListener;
+use tokio::runtime::Runtime;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinHandle;
 
-use crate::http::{read_request, write_answer, Answer, Request};
+use crate::answer::Handler;
+use crate::config::Settings;
+use crate::connection::{self, Timeouts, ABORT, DRAIN, RUN};
 
-/// The largest request body accepted: 64 KiB.
-pub const MAX_BODY: usize = 64 * 1024;
-/// How long a client may take to send its request.
-const READ_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a connection lingers after the answer for the client to finish.
-const LINGER: Duration = Duration::from_millis(500);
+/// How long the server waits before accepting again after a failed `accept` (out of
+/// file descriptors, most likely).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct GlobalConfig {
-    #[serde(default = "default_listen")]
-    listen: String,
+/// A running server.
+pub struct Server {
+    runtime: Option<Runtime>,
+    addr: std::net::SocketAddr,
+    stop: watch::Sender<u8>,
+    slots: Arc<Semaphore>,
+    max_connections: u32,
+    /// The accept loop until a stop took it; then the stop's outcome.
+    stopping: Mutex<Stopping>,
 }
 
-fn default_listen() -> String {
-    "127.0.0.1:8080".to_owned()
+enum Stopping {
+    Running(JoinHandle<()>),
+    Stopped { drained: bool },
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct InstanceConfig {
-    service: String,
-}
-
-/// The body of a POST.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NodeChange {
-    /// The node's name.
-    pub name: String,
-    /// `nodeup` or `nodedown`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// The node's address.
-    pub host: String,
-    /// The node's port.
-    pub port: u16,
-}
-
-impl NodeChange {
-    fn node(&self) -> Result<NodeInfo, String> {
-        let status = match self.kind.as_str() {
-            "nodeup" => NodeStatus::Up,
-            "nodedown" => NodeStatus::Down,
-            other => {
-                return Err(format!(
-                    "unknown type '{other}': expected nodeup or nodedown"
-                ))
-            }
+impl Server {
+    /// Binds `settings.listen` and starts serving with `handler`. The error names the
+    /// `listen` key.
+    pub fn start<H: Handler>(settings: &Settings, handler: H) -> Result<Server, String> {
+        let max_connections = u32::try_from(settings.max_connections)
+            .ok()
+            .filter(|&n| n as usize <= Semaphore::MAX_PERMITS)
+            .ok_or_else(|| format!("max_connections: {} is too many", settings.max_connections))?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_name("restapi")
+            .build()
+            .map_err(|e| format!("cannot start the HTTP server's runtime: {e}"))?;
+        // tokio's bind sets SO_REUSEADDR: a restarted plugin gets its port back even
+        // while connections of the old process linger in TIME_WAIT.
+        let listener = runtime
+            .block_on(TcpListener::bind(&settings.listen))
+            .map_err(|e| format!("listen: cannot listen on {}: {e}", settings.listen))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| format!("listen: {}: {e}", settings.listen))?;
+        let (stop, stop_rx) = watch::channel(RUN);
+        let slots = Arc::new(Semaphore::new(max_connections as usize));
+        let timeouts = Timeouts {
+            request: settings.request_timeout,
+            idle: settings.idle_timeout,
         };
-        Ok(NodeInfo::new(&self.name, status, &self.host, self.port))
+        let accepting = runtime.spawn(accept_loop(
+            listener,
+            Arc::new(handler),
+            timeouts,
+            slots.clone(),
+            stop_rx,
+        ));
+        Ok(Server {
+            runtime: Some(runtime),
+            addr,
+            stop,
+            slots,
+            max_connections,
+            stopping: Mutex::new(Stopping::Running(accepting)),
+        })
     }
-}
 
-type Registry = Arc<Mutex<HashMap<String, EventSender>>>;
-
-/// The restapi watcher.
-#[derive(Default)]
-pub struct RestApi {
-    registry: Registry,
-    accepted: HashSet<String>,
-    addr: Option<SocketAddr>,
-}
-
-impl RestApi {
-    /// The address the server listens on, once set up.
-    pub fn local_addr(&self) -> Option<SocketAddr> {
+    /// The address it listens on.
+    pub fn local_addr(&self) -> std::net::SocketAddr {
         self.addr
     }
-}
 
-impl Watcher for RestApi {
-    fn setup(&mut self, cfg: Config) -> plugin_sdk::Result<()> {
-        let cfg: GlobalConfig = cfg.parse()?;
-        let listener = TcpListener::bind(&cfg.listen)
-            .map_err(|e| format!("listen: cannot listen on {}: {e}", cfg.listen))?;
-        let addr = listener.local_addr()?;
-        let registry = self.registry.clone();
-        std::thread::Builder::new()
-            .name("restapi-http".into())
-            .spawn(move || serve(listener, registry))?;
-        tracing::info!("listening on http://{addr}");
-        self.addr = Some(addr);
-        Ok(())
-    }
-
-    fn accept(&mut self, cfg: Config) -> plugin_sdk::Result<WatcherEndpoint> {
-        let cfg: InstanceConfig = cfg.parse()?;
-        if self.addr.is_none() {
-            return Err("restapi was not set up".into());
+    /// Stops gracefully: closes the listener, lets every connection finish the request
+    /// it is in, and closes what is still open after `grace`. Returns whether every
+    /// connection closed in time. Blocks (call it from a plain thread); a second call
+    /// waits for the first and returns its outcome.
+    pub fn shutdown(&self, grace: Duration) -> bool {
+        let mut stopping = self.stopping.lock().unwrap_or_else(PoisonError::into_inner);
+        let accepting = match &mut *stopping {
+            Stopping::Stopped { drained } => return *drained,
+            Stopping::Running(accepting) => accepting,
+        };
+        let Some(runtime) = &self.runtime else {
+            return false;
+        };
+        self.stop.send_replace(DRAIN);
+        let drained = runtime.block_on(async {
+            let _ = accepting.await;
+            // Every open connection holds a slot: all slots back means all closed.
+            tokio::time::timeout(grace, self.slots.acquire_many(self.max_connections))
+                .await
+                .is_ok()
+        });
+        if !drained {
+            tracing::warn!("connections still open {grace:?} after the stop: closing them");
+            self.stop.send_replace(ABORT);
         }
-        if !self.accepted.insert(cfg.service.clone()) {
-            return Err(format!("service: '{}' already has a restapi watcher", cfg.service).into());
-        }
-        let registry = self.registry.clone();
-        Ok(watcher_endpoint(move |events, close| {
-            let service = cfg.service;
-            registry
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(service.clone(), events);
-            close.wait();
-            registry
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(&service);
-            Ok(())
-        }))
+        *stopping = Stopping::Stopped { drained };
+        drained
     }
 }
 
-fn serve(listener: TcpListener, registry: Registry) {
-    for stream in listener.incoming() {
-        match stream {
-            Ok(stream) => {
-                let registry = registry.clone();
-                let spawned = std::thread::Builder::new()
-                    .name("restapi-conn".into())
-                    .spawn(move || handle_connection(stream, &registry));
-                if let Err(e) = spawned {
-                    tracing::warn!("cannot start a connection thread: {e}");
-                }
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.send_replace(ABORT);
+        if let Some(runtime) = self.runtime.take() {
+            // Dropping a runtime waits for its threads; nothing here needs that.
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Accepts connections while slots are free, until the stop signal.
+async fn accept_loop<H: Handler>(
+    listener: TcpListener,
+    handler: Arc<H>,
+    timeouts: Timeouts,
+    slots: Arc<Semaphore>,
+    mut stop: connection::Stop,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.wait_for(|level| *level != RUN) => break,
+            accepted = async {
+                // Never fails: the semaphore is never closed.
+                let slot = slots.clone().acquire_owned().await.map_err(std::io::Error::other)?;
+                listener.accept().await.map(|(stream, _)| (stream, slot))
+            } => accepted,
+        };
+        match accepted {
+            Ok((stream, slot)) => {
+                let (handler, stop) = (handler.clone(), stop.clone());
+                tokio::spawn(async move {
+                    connection::serve(stream, handler, timeouts, stop).await;
+                    drop(slot);
+                });
             }
-            Err(e) => tracing::warn!("accept failed: {e}"),
+            Err(e) => {
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+            }
         }
     }
-}
-
-fn handle_connection(stream: TcpStream, registry: &Registry) {
-    let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
-    let answer = match read_request(&stream, MAX_BODY) {
-        Ok(request) => route(&request, registry),
-        Err(answer) => answer,
-    };
-    if answer.status != 200 {
-        tracing::info!(status = answer.status, "request refused: {}", answer.body);
-    }
-    if let Err(e) = write_answer(&stream, &answer) {
-        tracing::debug!("cannot answer: {e}");
-    }
-    // Read what the client still sends (a refused body) before closing, so the close
-    // does not reset the connection before the client has read the answer.
-    let _ = stream.set_read_timeout(Some(LINGER));
-    let _ = std::io::copy(
-        &mut std::io::Read::take(&stream, MAX_BODY as u64 * 16),
-        &mut std::io::sink(),
-    );
-}
-
-fn route(request: &Request, registry: &Registry) -> Answer {
-    let Some(service) = request.path.strip_prefix("/service/") else {
-        return Answer::new(
-            404,
-            format!("no such path '{}': POST /service/<service>", request.path),
-        );
-    };
-    if request.method != "POST" {
-        return Answer::new(
-            405,
-            format!("{} not allowed: POST /service/<service>", request.method),
-        );
-    }
-    let change: NodeChange = match serde_json::from_slice(&request.body) {
-        Ok(change) => change,
-        Err(e) => return Answer::new(400, format!("invalid JSON body: {e}")),
-    };
-    let node = match change.node() {
-        Ok(node) => node,
-        Err(reason) => return Answer::new(400, reason),
-    };
-    let sender = registry
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .get(service)
-        .cloned();
-    let Some(sender) = sender else {
-        return Answer::new(404, format!("unknown service '{service}'"));
-    };
-    match sender.send_node(node) {
-        Ok(()) => Answer::new(200, "OK"),
-        // The node breaks a rule (an empty name, a control character, port 0): the
-        // message names the field.
-        Err(SendError::BadNode(e)) => Answer::new(400, e.to_string()),
-        Err(e) => Answer::new(404, format!("service '{service}' is closing: {e}")),
-    }
+    // The listener closes here: new clients are refused from now on.
 }

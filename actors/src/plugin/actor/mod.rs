@@ -401,7 +401,7 @@ impl Stream for ControlEvents {
 
 /// Runs blocking work (the process, the control connection) on tokio's blocking pool,
 /// never on an arbiter thread; a panic in it comes back as an error.
-fn off_arbiter<T: Send + 'static>(
+pub(crate) fn off_arbiter<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
 ) -> impl Future<Output = Result<T, String>> {
     let task = tokio::task::spawn_blocking(work);
