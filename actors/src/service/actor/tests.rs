@@ -3,7 +3,6 @@
 //! in-memory rings: status, a panic, an exhausted budget.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -15,7 +14,7 @@ use ipc::event::{Book, Event, NodeStatus, Update};
 use ipc::records::Records;
 
 use super::*;
-use crate::endpoint::session::SpaceWait;
+use crate::endpoint::session::{SpaceWait, Stop, Waker};
 use crate::endpoint::{pump_watcher, run_reactor_flusher, ReactorRing, SessionEnd, WatcherRing};
 use crate::lookup::PluginKind;
 use crate::service::{EventSink, SinkClosed};
@@ -36,6 +35,11 @@ impl WatcherRing for ChannelRing {
             Err(mpsc::RecvTimeoutError::Timeout) => Ok(0),
             Err(mpsc::RecvTimeoutError::Disconnected) => Err(SessionEnd::Failed("gone".into())),
         }
+    }
+
+    /// The tests end a pump by closing its channel.
+    fn waker(&self) -> Waker {
+        Box::new(|| {})
     }
 }
 
@@ -75,6 +79,11 @@ impl EventSink for Recorder {
 impl ReactorRing for Recorder {
     fn space_waiter(&self) -> SpaceWait {
         Box::new(|_| Ok(()))
+    }
+
+    /// It never waits for space.
+    fn waker(&self) -> Waker {
+        Box::new(|| {})
     }
 }
 
@@ -119,13 +128,13 @@ struct Sessions {
     watcher: Sender<Option<Vec<u8>>>,
     pump: JoinHandle<SessionEnd>,
     reactor: Recorder,
-    stop_reactor: Arc<AtomicBool>,
+    stop_reactor: Arc<Stop>,
     flusher: JoinHandle<SessionEnd>,
 }
 
 fn sessions(core: &Arc<ServiceCore>) -> Sessions {
     let reactor = Recorder::default();
-    let stop_reactor = Arc::new(AtomicBool::new(false));
+    let stop_reactor = Stop::new();
     let flusher = {
         let (core, ring, stop) = (core.clone(), reactor.clone(), stop_reactor.clone());
         std::thread::spawn(move || run_reactor_flusher(Box::new(ring), core, "r".into(), stop))
@@ -133,7 +142,7 @@ fn sessions(core: &Arc<ServiceCore>) -> Sessions {
     let (watcher, rx) = mpsc::channel();
     let core = core.clone();
     let pump = std::thread::spawn(move || {
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = Stop::new();
         pump_watcher(Box::new(ChannelRing(rx)), core, "w".into(), stop)
     });
     Sessions {
@@ -148,7 +157,7 @@ fn sessions(core: &Arc<ServiceCore>) -> Sessions {
 impl Sessions {
     fn end(self) {
         let _ = self.watcher.send(None);
-        self.stop_reactor.store(true, Ordering::Release);
+        self.stop_reactor.stop();
         assert_eq!(self.pump.join().unwrap(), SessionEnd::Finished);
         self.flusher.join().unwrap();
     }
