@@ -52,19 +52,22 @@
 mod close;
 mod config;
 mod events;
+mod guard;
 mod plugin;
 mod serve;
 pub mod testing;
 
 pub use close::Close;
 pub use config::{Config, ConfigError};
-pub use events::{Closed, EventReceiver, EventSender, RecvTimeoutError, SendError};
+pub use events::{
+    EventReceiver, EventSender, RecvTimeoutError, SendError, StreamClosed, TryRecvError,
+};
 pub use ipc::event::{Event, NodeError, NodeInfo, NodeStatus, Update};
 pub use plugin::{
     reactor_endpoint, watcher_endpoint, Endpoint, Error, Reactor, ReactorEndpoint, Result, Watcher,
     WatcherEndpoint,
 };
-pub use serve::{serve_reactor, serve_watcher};
+pub use serve::{restart, serve_reactor, serve_watcher};
 /// The logging facade plugins use: the SDK forwards every line to the host's log.
 pub use tracing;
 

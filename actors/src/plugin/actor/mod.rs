@@ -84,6 +84,9 @@ struct Running {
     name: EndpointName,
     id: EndpointId,
     actor: Addr<Endpoint>,
+    /// The plugin's count of this endpoint's updates merged while the host was behind
+    /// (`Notice::Coalesced`; watchers only).
+    coalesced: u64,
 }
 
 /// The host's handle on one plugin type's process.
@@ -224,6 +227,7 @@ impl PluginProcess {
                 actor: Endpoint::new(name.clone(), session, report.clone(), generation).start(),
                 name,
                 id,
+                coalesced: 0,
             })
             .collect();
         self.conn = Some(booted.conn);
