@@ -77,7 +77,11 @@ fn a_failing_watcher_endpoint_is_restarted_alone_while_its_neighbour_goes_on() {
     });
     let (state, _) = recorded_state(&fixture.lines("r.jsonl"));
     assert_eq!(state.get("f").map(String::as_str), Some("up"));
-    assert_eq!(host.pids_of("watcher/t"), [pid], "the process was not restarted");
+    assert_eq!(
+        host.pids_of("watcher/t"),
+        [pid],
+        "the process was not restarted"
+    );
     assert!(common::alive(pid));
 
     wait_until("both restarts logged", WAIT, || {
@@ -119,8 +123,7 @@ fn an_endpoint_that_keeps_failing_gets_its_process_restarted() {
     assert_ne!(first, second);
     let failed = log_lines_with(&host, "plugin failed");
     assert!(
-        failed[0].contains("broken for good")
-            && failed[0].contains("not restarted in place again"),
+        failed[0].contains("broken for good") && failed[0].contains("not restarted in place again"),
         "{failed:#?}"
     );
     // Four restarts in place before the budget was spent, in the first process.
@@ -161,6 +164,10 @@ cfg = {{ scenario = "flaky", fail = ["error"], message = "disk hiccup", file = "
         state.get("d").map(String::as_str) == Some("up")
             && state.get("b").map(String::as_str) == Some("down")
     });
-    assert_eq!(host.pids_of("reactor/t"), [pid], "the process was not restarted");
+    assert_eq!(
+        host.pids_of("reactor/t"),
+        [pid],
+        "the process was not restarted"
+    );
     assert!(host.log().contains("disk hiccup"), "{}", host.log());
 }

@@ -38,7 +38,10 @@ fn examples() -> BTreeMap<String, Vec<u8>> {
         let code = trimmed.split('#').next().unwrap_or_default();
         for token in code.split_whitespace() {
             let byte = u8::from_str_radix(token, 16).unwrap_or_else(|e| {
-                panic!("PROTOCOL.md line {}: '{token}' in example '{label}': {e}", n + 1)
+                panic!(
+                    "PROTOCOL.md line {}: '{token}' in example '{label}': {e}",
+                    n + 1
+                )
             });
             bytes.push(byte);
         }
@@ -48,7 +51,11 @@ fn examples() -> BTreeMap<String, Vec<u8>> {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ")
+    bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The body of a frame, its length prefix checked.
@@ -182,7 +189,10 @@ fn updates() -> Vec<(&'static str, Update)> {
     let b = NodeInfo::new("b", NodeStatus::Up, "h2", 80);
     let c = NodeInfo::new("c", NodeStatus::Up, "h3", 443);
     vec![
-        ("incremental", Update::Incremental(Event::from_iter([web1()]))),
+        (
+            "incremental",
+            Update::Incremental(Event::from_iter([web1()])),
+        ),
         ("full", Update::Full(Event::from_iter([a, b]))),
         ("full-start", Update::FullStart(Event::new())),
         ("full-part", Update::FullPart(Event::from_iter([c]))),

@@ -313,7 +313,11 @@ struct ChannelInbound {
 }
 
 impl Inbound for ChannelInbound {
-    fn recv_into(&mut self, out: &mut VecDeque<Event>, timeout: Duration) -> Result<(), StreamClosed> {
+    fn recv_into(
+        &mut self,
+        out: &mut VecDeque<Event>,
+        timeout: Duration,
+    ) -> Result<(), StreamClosed> {
         let ended = || StreamClosed {
             reason: "test stream ended".into(),
         };

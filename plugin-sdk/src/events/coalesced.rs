@@ -100,7 +100,10 @@ mod tests {
     fn reports_are_owed_after_a_change_and_rate_limited() {
         let mut c = Coalesced::default();
         c.add(3);
-        assert!(matches!(c.poll(Instant::now()), ReportNow::Nothing), "nowhere to report");
+        assert!(
+            matches!(c.poll(Instant::now()), ReportNow::Nothing),
+            "nowhere to report"
+        );
         c.set_report(Arc::new(|_| {}));
         let t0 = Instant::now();
         assert!(matches!(c.poll(t0), ReportNow::Now(_, 3)));
@@ -112,7 +115,10 @@ mod tests {
         }
         assert!(matches!(c.poll(t0 + REPORT_EVERY), ReportNow::Now(_, 5)));
         c.add(1);
-        assert!(matches!(c.take_final(), Some((_, 6))), "the last one ignores the limit");
+        assert!(
+            matches!(c.take_final(), Some((_, 6))),
+            "the last one ignores the limit"
+        );
         assert!(c.take_final().is_none());
     }
 }

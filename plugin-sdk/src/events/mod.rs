@@ -20,8 +20,8 @@ mod sender;
 mod tests;
 
 pub(crate) use coalesced::Report;
-pub(crate) use receiver::{ReceiverHome, ReceiverParts};
 pub use receiver::{EventReceiver, RecvTimeoutError, TryRecvError};
+pub(crate) use receiver::{ReceiverHome, ReceiverParts};
 pub use sender::{EventSender, SendError};
 
 use std::collections::VecDeque;
@@ -93,7 +93,11 @@ pub(crate) trait Inbound: Send + 'static {
     /// Appends events that have arrived to `out` (at least one when any has), first
     /// waiting up to `timeout` when none has. `Err` when the stream is over (and nothing
     /// more will come).
-    fn recv_into(&mut self, out: &mut VecDeque<Event>, timeout: Duration) -> Result<(), StreamClosed>;
+    fn recv_into(
+        &mut self,
+        out: &mut VecDeque<Event>,
+        timeout: Duration,
+    ) -> Result<(), StreamClosed>;
 
     /// A function that cuts a wait in `recv_into` short, from any thread.
     fn waker(&self) -> Box<dyn FnOnce() + Send>;

@@ -255,12 +255,15 @@ impl EventSender {
     pub fn send_raw_record(&self, record: &[u8]) -> Result<bool, StreamClosed> {
         let mut state = self.lock();
         state.check_open()?;
-        state.outbound.try_send_raw(record).map_err(|e| StreamClosed {
-            reason: match e {
-                TrySendError::Closed(reason) => reason,
-                _ => "the transport refused the record".into(),
-            },
-        })
+        state
+            .outbound
+            .try_send_raw(record)
+            .map_err(|e| StreamClosed {
+                reason: match e {
+                    TrySendError::Closed(reason) => reason,
+                    _ => "the transport refused the record".into(),
+                },
+            })
     }
 
     /// Waits until every update has been handed to the transport, up to `timeout`;

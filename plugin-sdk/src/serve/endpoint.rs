@@ -108,8 +108,7 @@ fn run(
         if host_close.is_closed() || instance.stream_over() {
             break Some(error);
         }
-        let Some(wait) = restarts.failed(Instant::now(), started.elapsed(), rand::random())
-        else {
+        let Some(wait) = restarts.failed(Instant::now(), started.elapsed(), rand::random()) else {
             break Some(gave_up(&error));
         };
         tracing::warn!(

@@ -19,7 +19,7 @@ use super::rings::{RingInbound, RingOutbound};
 use crate::events::{ReceiverHome, ReceiverParts, Report};
 use crate::guard::guarded;
 use crate::{Close, Config, EventReceiver, EventSender, Reactor, ReactorEndpoint, Watcher};
-use crate::{WatcherEndpoint, Result as PluginResult};
+use crate::{Result as PluginResult, WatcherEndpoint};
 
 /// How long a returning watcher endpoint may take to hand over its backlog.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
@@ -62,7 +62,10 @@ pub(super) struct ServedWatcher<W>(pub(super) Arc<Mutex<W>>);
 
 impl<W: Watcher> Served for ServedWatcher<W> {
     fn setup(&self, cfg: Config) -> PluginResult<()> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).setup(cfg)
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .setup(cfg)
     }
 
     fn accept(&self, cfg: Config, ring: &str, segment: OwnedFd) -> PluginResult<Box<dyn Instance>> {
@@ -122,7 +125,10 @@ pub(super) struct ServedReactor<R>(pub(super) Arc<Mutex<R>>);
 
 impl<R: Reactor> Served for ServedReactor<R> {
     fn setup(&self, cfg: Config) -> PluginResult<()> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).setup(cfg)
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .setup(cfg)
     }
 
     fn accept(&self, cfg: Config, ring: &str, segment: OwnedFd) -> PluginResult<Box<dyn Instance>> {

@@ -106,7 +106,9 @@ mod tests {
         let mut r = Restarts::default();
         let t0 = Instant::now();
         for i in 0..4 {
-            assert!(r.failed(t0 + Duration::from_secs(i), Duration::ZERO, 0.5).is_some());
+            assert!(r
+                .failed(t0 + Duration::from_secs(i), Duration::ZERO, 0.5)
+                .is_some());
         }
         // A minute after the first: it left the window, so this is the fourth in it.
         let later = t0 + WINDOW + Duration::from_secs(1);

@@ -113,7 +113,11 @@ impl RingInbound {
 }
 
 impl Inbound for RingInbound {
-    fn recv_into(&mut self, out: &mut VecDeque<Event>, timeout: Duration) -> Result<(), StreamClosed> {
+    fn recv_into(
+        &mut self,
+        out: &mut VecDeque<Event>,
+        timeout: Duration,
+    ) -> Result<(), StreamClosed> {
         if self.next == self.records.len() {
             if let Some(end) = &self.end {
                 return Err(end.clone());

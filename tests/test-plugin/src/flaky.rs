@@ -72,7 +72,10 @@ pub fn watcher(s: Scenario, cfg: &Config) -> plugin_sdk::Result<WatcherEndpoint>
 
 pub fn reactor(s: Scenario, cfg: &Config) -> plugin_sdk::Result<ReactorEndpoint> {
     let k = incarnation(cfg);
-    let file = s.file.clone().ok_or("file: required for reactor scenarios")?;
+    let file = s
+        .file
+        .clone()
+        .ok_or("file: required for reactor scenarios")?;
     Ok(reactor_endpoint(move |mut events, _close| {
         let mut out = std::fs::OpenOptions::new()
             .create(true)

@@ -540,7 +540,14 @@ fn a_reactor_resynced_in_place_gets_the_full_state_again() {
     svc.apply("w", up("c", 3));
     let fresh = slow.take();
     assert_eq!(fresh.len(), 2, "the full state, then the live change");
-    assert_eq!(fresh[0], Event::with_node("b", NodeStatus::Up, "10.0.0.1", 2));
-    assert_eq!(view(&fresh), svc.current(), "the fresh endpoint knows every node");
+    assert_eq!(
+        fresh[0],
+        Event::with_node("b", NodeStatus::Up, "10.0.0.1", 2)
+    );
+    assert_eq!(
+        view(&fresh),
+        svc.current(),
+        "the fresh endpoint knows every node"
+    );
     assert!(!svc.resync_reactor("nobody"));
 }
