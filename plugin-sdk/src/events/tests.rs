@@ -229,7 +229,11 @@ fn waiting_for_room_and_the_count_of_merged_updates() {
     sender.set_report(Arc::new(move |total| {
         let _ = tx.lock().unwrap().send(total);
     }));
-    assert_eq!(sender.wait_for_room(Duration::ZERO), Ok(true), "nothing waits");
+    assert_eq!(
+        sender.wait_for_room(Duration::ZERO),
+        Ok(true),
+        "nothing waits"
+    );
     // The transport is shut: node n1's five updates wait, four merged into the last.
     for port in 0..5 {
         sender.send(one(1, port)).unwrap();
@@ -257,7 +261,11 @@ fn waiting_for_room_and_the_count_of_merged_updates() {
     for update in taken {
         seen.apply(update);
     }
-    assert_eq!(seen.full().get("n1").map(|n| n.port), Some(10), "the latest of n1 went");
+    assert_eq!(
+        seen.full().get("n1").map(|n| n.port),
+        Some(10),
+        "the latest of n1 went"
+    );
 }
 
 /// A restarted endpoint's sender takes over the transport and the backlog; the failed
