@@ -45,7 +45,9 @@
 //! - [`close`](Close): the close signal.
 //! - [`events`](EventSender): `EventSender` (watchers) and `EventReceiver` (reactors).
 //! - [`serve_watcher`] / [`serve_reactor`]: the process side (handshake, control loop,
-//!   endpoint threads, exit when the host goes away).
+//!   endpoint threads, exit when the host goes away); [`restart`]: how a failed
+//!   endpoint is restarted in place, and when the SDK gives up.
+//! - `guard`: plugin code's errors (with their chain of causes) and panics as text.
 //! - [`testing`]: run an endpoint in-process for a plugin's unit tests.
 #![warn(missing_docs)]
 
