@@ -14,6 +14,10 @@
 //!   the host restarts the process.
 //!
 //! Then a watcher's backlog is handed over (up to 2 s), and a `Finished` notice goes.
+//!
+//! A reactor's fresh endpoint needs the service's whole state, which the host sends on
+//! `Restarted` (it has it: the watchers' books). Keeping it here instead would cost a
+//! map update per node on the reactor's hot path for the sake of a rare restart.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
