@@ -101,3 +101,39 @@ fn a_sender_whose_host_is_gone_closes_instead_of_spinning() {
     assert!(closed.reason.contains("is gone"), "{}", closed.reason);
     drop(host);
 }
+
+/// A reactor's next incarnation (a restart in place) takes the stream over where the
+/// failed one dropped it: the events drained but not delivered are not lost.
+#[test]
+fn a_dropped_receiver_leaves_its_stream_to_the_next_incarnation() {
+    use std::sync::{Arc, Mutex};
+
+    use crate::events::{ReceiverHome, ReceiverParts};
+
+    let mut producer = RingProducer::create(RingConfig::with_capacity(1 << 16)).unwrap();
+    let segment = producer.ring().segment_fd().try_clone_to_owned().unwrap();
+    let consumer = RingConsumer::open(producer.ring().base(), segment).unwrap();
+    let parts = ReceiverParts::new(Box::new(RingInbound::new(consumer)));
+    let home: ReceiverHome = Arc::new(Mutex::new(None));
+    let sent = [event(&["a"]), event(&["b"]), event(&["c"])];
+    let records: Vec<Vec<u8>> = sent
+        .iter()
+        .map(|e| codec::encode(e, "event").unwrap())
+        .collect();
+    assert_eq!(producer.try_push_batch(&records).unwrap(), 3);
+
+    let first = Close::new();
+    let mut events = EventReceiver::resume(parts, first.clone(), Some(home.clone()));
+    assert_eq!(events.recv(), Some(event(&["a"])));
+    drop(events);
+    first.fire();
+    let parts = home.lock().unwrap().take().expect("the stream went home");
+    assert!(!parts.is_over());
+    let mut events = EventReceiver::resume(parts, Close::new(), Some(home.clone()));
+    assert_eq!(events.recv(), Some(event(&["b"])));
+    assert_eq!(events.recv(), Some(event(&["c"])));
+    drop(producer);
+    assert_eq!(events.recv(), None, "the host closed the ring");
+    drop(events);
+    assert!(home.lock().unwrap().as_ref().unwrap().is_over());
+}
