@@ -54,9 +54,14 @@ pub fn builtins() -> Builtins {
         watchers: vec![
             receptor_dummy::TYPE,
             receptor_etcd_watcher::TYPE,
+            receptor_healthcheck::TYPE,
             receptor_restapi::TYPE,
         ],
-        reactors: vec![receptor_etcd_reactor::TYPE, receptor_filelogger::TYPE],
+        reactors: vec![
+            receptor_etcd_reactor::TYPE,
+            receptor_filelogger::TYPE,
+            receptor_webhook::TYPE,
+        ],
     }
 }
 
@@ -124,6 +129,12 @@ fn plugin(kind: PluginKind, plugin_type: &str) -> Result<(), Failure> {
         }
         (PluginKind::Reactor, receptor_filelogger::TYPE) => {
             plugin_sdk::serve_reactor(receptor_filelogger::FileLogger)
+        }
+        (PluginKind::Watcher, receptor_healthcheck::TYPE) => {
+            plugin_sdk::serve_watcher(receptor_healthcheck::HealthCheck)
+        }
+        (PluginKind::Reactor, receptor_webhook::TYPE) => {
+            plugin_sdk::serve_reactor(receptor_webhook::Webhook)
         }
         _ => Err(Failure::setup(anyhow!(
             "there is no built-in {kind} plugin '{plugin_type}'"

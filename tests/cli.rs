@@ -351,8 +351,10 @@ fn plugins_lists_the_builtins() {
         ("watcher", "dummy"),
         ("watcher", "restapi"),
         ("watcher", "etcd"),
+        ("watcher", "healthcheck"),
         ("reactor", "etcd"),
         ("reactor", "filelogger"),
+        ("reactor", "webhook"),
     ] {
         assert!(
             text.lines()
