@@ -346,10 +346,30 @@ fn garbage_in_a_ring_ends_the_session_and_the_plugin_restarts() {
     assert!(host.is_running());
 }
 
+/// An endpoint's error restarts that endpoint in place, not its process (issue 13; the
+/// restarts in place have their own tests in `restart_in_place.rs`).
 #[test]
-fn an_endpoint_that_fails_restarts_its_plugin() {
-    let (_fixture, _host, failure) = a_faulty_watcher_restarts("error", "lost my registry");
+fn an_endpoint_that_fails_is_restarted_in_place() {
+    let fixture = one_service(
+        FAST,
+        "t",
+        r#"{ scenario = "emit", fault_once = "error", once = "fault.once", message = "lost my registry", events = [{ name = "f", status = "up", host = "h", port = 1 }] }"#,
+    );
+    let host = fixture.start();
+    let pid = host.wait_for_start("watcher/t", 1);
+    wait_until("events from the restarted endpoint", WAIT, || {
+        state_of(&fixture, "r.jsonl").0 == up(["f".to_owned()])
+    });
+    wait_until("the failure logged", WAIT, || {
+        host.log().contains("restarts it in place")
+    });
+    let log = host.log();
+    let failure = log
+        .lines()
+        .find(|l| l.contains("restarts it in place"))
+        .unwrap();
     assert!(failure.contains("lost my registry"), "{failure}");
+    assert_eq!(host.pids_of("watcher/t"), [pid]);
 }
 
 #[test]

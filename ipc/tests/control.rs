@@ -161,7 +161,7 @@ fn a_wrong_hello_is_refused_with_the_reason() {
         (
             "version",
             |e| matches!(e, HandshakeError::Version { host: PROTOCOL_VERSION, plugin } if *plugin == PROTOCOL_VERSION + 98),
-            "protocol version mismatch: host speaks 2, plugin speaks 100",
+            "protocol version mismatch: host speaks 3, plugin speaks 101",
         ),
         (
             "secret",

@@ -49,8 +49,9 @@ impl Close {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Fires the signal (idempotent) and wakes every waiter.
-    pub fn close(&self) {
+    /// Fires the signal (idempotent) and wakes every waiter. The SDK fires it when the
+    /// host closes the endpoint; a plugin's own tests or helper threads may too.
+    pub fn fire(&self) {
         let wakers = {
             let mut state = self.lock();
             if state.closed {
@@ -127,8 +128,8 @@ mod tests {
             std::thread::spawn(move || close.wait_timeout(Duration::from_secs(30)))
         };
         assert!(!close.wait_timeout(Duration::from_millis(1)));
-        close.close();
-        close.close();
+        close.fire();
+        close.fire();
         assert!(waiter.join().unwrap(), "the waiter saw the close");
         rx.recv_timeout(Duration::from_secs(5)).expect("waker ran");
         assert!(rx.try_recv().is_err(), "waker ran once");

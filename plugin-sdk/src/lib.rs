@@ -45,26 +45,31 @@
 //! - [`close`](Close): the close signal.
 //! - [`events`](EventSender): `EventSender` (watchers) and `EventReceiver` (reactors).
 //! - [`serve_watcher`] / [`serve_reactor`]: the process side (handshake, control loop,
-//!   endpoint threads, exit when the host goes away).
+//!   endpoint threads, exit when the host goes away); [`restart`]: how a failed
+//!   endpoint is restarted in place, and when the SDK gives up.
+//! - `guard`: plugin code's errors (with their chain of causes) and panics as text.
 //! - [`testing`]: run an endpoint in-process for a plugin's unit tests.
 #![warn(missing_docs)]
 
 mod close;
 mod config;
 mod events;
+mod guard;
 mod plugin;
 mod serve;
 pub mod testing;
 
 pub use close::Close;
 pub use config::{Config, ConfigError};
-pub use events::{Closed, EventReceiver, EventSender, RecvTimeoutError, SendError};
+pub use events::{
+    EventReceiver, EventSender, RecvTimeoutError, SendError, StreamClosed, TryRecvError,
+};
 pub use ipc::event::{Event, NodeError, NodeInfo, NodeStatus, Update};
 pub use plugin::{
     reactor_endpoint, watcher_endpoint, Endpoint, Error, Reactor, ReactorEndpoint, Result, Watcher,
     WatcherEndpoint,
 };
-pub use serve::{serve_reactor, serve_watcher};
+pub use serve::{restart, serve_reactor, serve_watcher};
 /// The logging facade plugins use: the SDK forwards every line to the host's log.
 pub use tracing;
 

@@ -46,11 +46,11 @@ use std::time::{Duration, Instant};
 
 use ipc::codec;
 use ipc::event::{Book, Event, Update};
-use ipc::panic::catch_panic;
 use ipc::ring::RingConfig;
 
 use crate::events::{Inbound, Outbound, TrySendError};
-use crate::{Close, Closed, Config, EventReceiver, EventSender, Reactor, Watcher};
+use crate::guard::guarded;
+use crate::{Close, Config, EventReceiver, EventSender, Reactor, StreamClosed, Watcher};
 
 /// How long a watcher endpoint that returned may take to hand over its backlog, as
 /// under the host.
@@ -168,15 +168,6 @@ impl Harness {
             std::thread::spawn(move || guarded(|| endpoint.handle(receiver, close)))
         };
         Ok(ReactorRun { tx, close, thread })
-    }
-}
-
-/// Runs plugin code, turning an error or a panic into the text the host would log.
-fn guarded<T>(f: impl FnOnce() -> crate::Result<T>) -> Result<T, String> {
-    match catch_panic(f) {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(panic) => Err(format!("panicked: {panic}")),
     }
 }
 
@@ -300,7 +291,7 @@ impl WatcherRun {
 
     /// Fires the endpoint's close signal.
     pub fn close(&self) {
-        self.close.close();
+        self.close.fire();
     }
 
     /// Waits up to `timeout` for the endpoint to return, and returns its result (its
@@ -322,8 +313,12 @@ struct ChannelInbound {
 }
 
 impl Inbound for ChannelInbound {
-    fn recv_into(&mut self, out: &mut VecDeque<Event>, timeout: Duration) -> Result<(), Closed> {
-        let ended = || Closed {
+    fn recv_into(
+        &mut self,
+        out: &mut VecDeque<Event>,
+        timeout: Duration,
+    ) -> Result<(), StreamClosed> {
+        let ended = || StreamClosed {
             reason: "test stream ended".into(),
         };
         let first = if timeout.is_zero() {
@@ -376,7 +371,7 @@ impl ReactorRun {
 
     /// Fires the endpoint's close signal.
     pub fn close(&self) {
-        self.close.close();
+        self.close.fire();
     }
 
     /// Waits up to `timeout` for the endpoint to return, and returns its result (its

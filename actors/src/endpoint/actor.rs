@@ -20,6 +20,8 @@ use ipc::panic::catch_panic;
 pub struct Endpoint {
     id: EndpointName,
     session: Option<Session>,
+    /// A reactor's service, for [`ResyncReactor`].
+    core: Option<Arc<ServiceCore>>,
     stop: Arc<Stop>,
     thread: Option<JoinHandle<()>>,
     report: Recipient<EndpointEnded>,
@@ -72,6 +74,25 @@ pub struct EndpointEnded {
 #[rtype(result = "()")]
 struct SessionEnded(SessionEnd);
 
+/// The plugin restarted this reactor endpoint in place (same ring): its fresh endpoint
+/// gets the service's full current state, after what is on its way to it already.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct ResyncReactor;
+
+impl Handler<ResyncReactor> for Endpoint {
+    type Result = ();
+
+    fn handle(&mut self, _: ResyncReactor, _: &mut Context<Self>) {
+        let Some(core) = self.core.clone() else {
+            return;
+        };
+        let reactor = self.id.instance.clone();
+        // Gathering a large service's state takes a while: not on the arbiter.
+        tokio::task::spawn_blocking(move || core.resync_reactor(&reactor));
+    }
+}
+
 /// Stops the endpoint's session and waits for its thread.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
@@ -86,9 +107,14 @@ impl Endpoint {
         report: Recipient<EndpointEnded>,
         generation: u64,
     ) -> Self {
+        let core = match &session {
+            Session::Reactor(_, core) => Some(core.clone()),
+            Session::Watcher(..) => None,
+        };
         Endpoint {
             id: name,
             session: Some(session),
+            core,
             stop: Stop::new(),
             thread: None,
             report,

@@ -135,6 +135,14 @@ impl ServiceCore {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// A reactor restarted its endpoint in place: it gets the full current state again
+    /// (see [`ServiceState::resync_reactor`]), and its flusher hands it over.
+    pub fn resync_reactor(&self, reactor: &str) {
+        if self.lock().resync_reactor(reactor) {
+            self.wake_flushers(&[reactor.to_owned()]);
+        }
+    }
+
     /// Wakes the flushers of `reactors` (they have a backlog to hand over).
     pub fn wake_flushers(&self, reactors: &[String]) {
         if reactors.is_empty() {

@@ -19,7 +19,7 @@
 //! any protocol version can be told exactly what is wrong: the magic `RCPTRCTL`, the
 //! protocol version (`u32` LE) and the 32-byte secret. The host answers with a frame,
 //! [`HostFrame::Welcome`] or [`HostFrame::Refused`] with the reason ("protocol version
-//! mismatch: host speaks 2, plugin speaks 1", "bad magic", "wrong secret"), and closes
+//! mismatch: host speaks 3, plugin speaks 2", "bad magic", "wrong secret"), and closes
 //! the connection after a refusal.
 //!
 //! # Requests
@@ -59,8 +59,8 @@ pub type EndpointId = u64;
 
 /// The version of this protocol; the handshake checks both ends speak the same. Version
 /// 2: `Accept` carries its ring's segment as a descriptor (version 1 named it in
-/// `/dev/shm`).
-pub const PROTOCOL_VERSION: u32 = 2;
+/// `/dev/shm`). Version 3: the notices [`Notice::Restarted`] and [`Notice::Coalesced`].
+pub const PROTOCOL_VERSION: u32 = 3;
 /// The first bytes of a plugin's hello.
 pub const MAGIC: [u8; 8] = *b"RCPTRCTL";
 /// The largest frame either end accepts.
@@ -128,6 +128,24 @@ pub enum Notice {
         endpoint: EndpointId,
         /// Its error, if it failed.
         error: Option<String>,
+    },
+    /// An endpoint's `handle` failed and the plugin restarted it in place: same
+    /// process, same ring. For a reactor, the host sends the service's full current
+    /// state into the ring (after what is already in it), as after a process restart.
+    Restarted {
+        /// Which endpoint.
+        endpoint: EndpointId,
+        /// The error it failed with (the whole chain of causes).
+        error: String,
+    },
+    /// How many node updates of a watcher endpoint were merged into later ones while
+    /// they waited for room in the ring (coalesced, never sent on their own), in total
+    /// since the endpoint started.
+    Coalesced {
+        /// Which endpoint.
+        endpoint: EndpointId,
+        /// The running total.
+        total: u64,
     },
 }
 

@@ -9,15 +9,19 @@
 //!
 //! # Layout
 //! - `sender`: `EventSender`, its backlog, and how large updates go over in pieces.
+//! - `coalesced`: the count of updates merged in the backlog, reported to the host.
 //! - `receiver`: `EventReceiver`.
 //! - this file: the transport traits both sit on.
 
+mod coalesced;
 mod receiver;
 mod sender;
 #[cfg(test)]
 mod tests;
 
-pub use receiver::{EventReceiver, RecvTimeoutError};
+pub(crate) use coalesced::Report;
+pub use receiver::{EventReceiver, RecvTimeoutError, TryRecvError};
+pub(crate) use receiver::{ReceiverHome, ReceiverParts};
 pub use sender::{EventSender, SendError};
 
 use std::collections::VecDeque;
@@ -30,7 +34,7 @@ use thiserror::Error;
 /// The event stream is over: the host closed the endpoint or went away.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
 #[error("event stream closed: {reason}")]
-pub struct Closed {
+pub struct StreamClosed {
     /// Why, as the transport said it.
     pub reason: String,
 }
@@ -89,7 +93,11 @@ pub(crate) trait Inbound: Send + 'static {
     /// Appends events that have arrived to `out` (at least one when any has), first
     /// waiting up to `timeout` when none has. `Err` when the stream is over (and nothing
     /// more will come).
-    fn recv_into(&mut self, out: &mut VecDeque<Event>, timeout: Duration) -> Result<(), Closed>;
+    fn recv_into(
+        &mut self,
+        out: &mut VecDeque<Event>,
+        timeout: Duration,
+    ) -> Result<(), StreamClosed>;
 
     /// A function that cuts a wait in `recv_into` short, from any thread.
     fn waker(&self) -> Box<dyn FnOnce() + Send>;

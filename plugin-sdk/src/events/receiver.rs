@@ -1,12 +1,13 @@
 //! `EventReceiver`: a reactor's events, one at a time, until the endpoint closes.
 
 use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use ipc::event::Event;
 use thiserror::Error;
 
-use super::Inbound;
+use super::{Inbound, StreamClosed};
 use crate::Close;
 
 /// Receives a reactor's events from the host.
@@ -15,6 +16,63 @@ pub struct EventReceiver {
     queue: VecDeque<Event>,
     close: Close,
     ended: bool,
+    /// The transport said the stream is over (not only the close signal).
+    over: bool,
+    /// Where the transport goes when this receiver is dropped.
+    home: Option<ReceiverHome>,
+}
+
+/// Where a dropped receiver leaves its transport and the events it holds, so that the
+/// SDK can hand them to the endpoint's next incarnation (a restart in place).
+pub(crate) type ReceiverHome = Arc<Mutex<Option<ReceiverParts>>>;
+
+/// A receiver's transport and what it has taken from it but not delivered.
+pub(crate) struct ReceiverParts {
+    inbound: Box<dyn Inbound>,
+    queue: VecDeque<Event>,
+    over: bool,
+}
+
+impl ReceiverParts {
+    /// A fresh stream on `inbound`.
+    pub(crate) fn new(inbound: Box<dyn Inbound>) -> Self {
+        ReceiverParts {
+            inbound,
+            queue: VecDeque::new(),
+            over: false,
+        }
+    }
+
+    /// Whether the transport said the stream is over (a restart cannot help).
+    pub(crate) fn is_over(&self) -> bool {
+        self.over
+    }
+}
+
+/// The transport of a receiver whose transport went home.
+struct Gone;
+
+impl Inbound for Gone {
+    fn recv_into(&mut self, _: &mut VecDeque<Event>, _: Duration) -> Result<(), StreamClosed> {
+        Err(StreamClosed {
+            reason: "the receiver was dropped".into(),
+        })
+    }
+
+    fn waker(&self) -> Box<dyn FnOnce() + Send> {
+        Box::new(|| {})
+    }
+}
+
+/// Why [`EventReceiver::try_recv`] returned no event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum TryRecvError {
+    /// Nothing has arrived; more may come.
+    #[error("no event waiting")]
+    Empty,
+    /// The endpoint was closed or the stream ended: no more events.
+    #[error("event stream closed")]
+    Closed,
 }
 
 /// Why [`EventReceiver::recv_timeout`] returned no event.
@@ -30,12 +88,19 @@ pub enum RecvTimeoutError {
 
 impl EventReceiver {
     pub(crate) fn new(inbound: Box<dyn Inbound>, close: Close) -> Self {
-        close.on_close(inbound.waker());
+        Self::resume(ReceiverParts::new(inbound), close, None)
+    }
+
+    /// A receiver on `parts`, which go to `home` when it is dropped.
+    pub(crate) fn resume(parts: ReceiverParts, close: Close, home: Option<ReceiverHome>) -> Self {
+        close.on_close(parts.inbound.waker());
         EventReceiver {
-            inbound,
-            queue: VecDeque::new(),
+            inbound: parts.inbound,
+            queue: parts.queue,
             close,
-            ended: false,
+            ended: parts.over,
+            over: parts.over,
+            home,
         }
     }
 
@@ -79,6 +144,7 @@ impl EventReceiver {
             };
             if self.inbound.recv_into(&mut self.queue, wait).is_err() {
                 self.ended = true;
+                self.over = true;
             }
             if self.queue.is_empty() {
                 match deadline {
@@ -93,9 +159,13 @@ impl EventReceiver {
         }
     }
 
-    /// The next event if one is here now.
-    pub fn try_recv(&mut self) -> Option<Event> {
-        self.recv_timeout(Duration::ZERO).ok()
+    /// The next event if one is here now: `Err(Empty)` when none is (more may come),
+    /// `Err(Closed)` when no more will.
+    pub fn try_recv(&mut self) -> Result<Event, TryRecvError> {
+        self.recv_timeout(Duration::ZERO).map_err(|e| match e {
+            RecvTimeoutError::Timeout => TryRecvError::Empty,
+            RecvTimeoutError::Closed => TryRecvError::Closed,
+        })
     }
 
     /// The endpoint's close signal.
@@ -110,5 +180,18 @@ impl Iterator for EventReceiver {
     /// Blocks for the next event; ends when the endpoint is closed or the stream ends.
     fn next(&mut self) -> Option<Event> {
         self.recv()
+    }
+}
+
+impl Drop for EventReceiver {
+    fn drop(&mut self) {
+        if let Some(home) = self.home.take() {
+            let parts = ReceiverParts {
+                inbound: std::mem::replace(&mut self.inbound, Box::new(Gone)),
+                queue: std::mem::take(&mut self.queue),
+                over: self.over,
+            };
+            *home.lock().unwrap_or_else(PoisonError::into_inner) = Some(parts);
+        }
     }
 }

@@ -16,6 +16,10 @@
 //!
 //! So a full list of any number of nodes goes over, each node within the limits of
 //! [`ipc::event::check`].
+//!
+//! A watcher that would rather slow its source than have its updates merged waits for
+//! room first: [`EventSender::wait_for_room`] or [`EventSender::send_blocking`]. The
+//! updates merged while waiting are counted (see `coalesced`).
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -23,7 +27,8 @@ use std::time::{Duration, Instant};
 use ipc::event::{Event, Framing, NodeError, NodeInfo, Pending, Update};
 use thiserror::Error;
 
-use super::{Closed, Outbound, SpaceWait, TrySendError};
+use super::coalesced::{Coalesced, Report, ReportNow};
+use super::{Outbound, SpaceWait, StreamClosed, TrySendError};
 
 /// The most changes handed over at once: the flusher's piece of the backlog, and the
 /// size past which an update goes over a piece at a time (as records of at most 64 KiB,
@@ -42,7 +47,7 @@ pub enum SendError {
     BadNode(#[from] NodeError),
     /// The event stream is over: the host closed the endpoint or went away.
     #[error(transparent)]
-    Closed(#[from] Closed),
+    Closed(#[from] StreamClosed),
 }
 
 /// Sends a watcher's updates to the host. Cheap to clone; clones share the backlog.
@@ -86,6 +91,8 @@ struct SenderState {
     flusher_running: bool,
     /// Set when the endpoint is done: the flusher stops once the backlog is empty.
     stopping: bool,
+    /// Updates merged in the backlog, and their reports.
+    coalesced: Coalesced,
 }
 
 impl EventSender {
@@ -99,6 +106,7 @@ impl EventSender {
                     closed: None,
                     flusher_running: false,
                     stopping: false,
+                    coalesced: Coalesced::default(),
                 }),
                 changed: Condvar::new(),
             }),
@@ -163,6 +171,11 @@ impl EventSender {
         if was_backlogged || !state.is_backlogged() {
             return Ok(());
         }
+        self.wake_flusher(state).map_err(SendError::Closed)
+    }
+
+    /// Wakes the flusher, starting it if it is not running.
+    fn wake_flusher(&self, mut state: MutexGuard<'_, SenderState>) -> Result<(), StreamClosed> {
         if state.flusher_running {
             self.shared.changed.notify_all();
             return Ok(());
@@ -175,9 +188,10 @@ impl EventSender {
             .spawn(move || me.flush_loop(waiter))
             .map(drop)
             .map_err(|e| {
-                SendError::Closed(Closed {
+                state.flusher_running = false;
+                StreamClosed {
                     reason: format!("cannot start the flusher thread: {e}"),
-                })
+                }
             })
     }
 
@@ -195,11 +209,25 @@ impl EventSender {
                     if state.is_backlogged() {
                         break;
                     }
-                    state = self
-                        .shared
-                        .changed
-                        .wait(state)
-                        .unwrap_or_else(PoisonError::into_inner);
+                    // Drained: the count of merged updates is due to the host (at most
+                    // one report a second; a later one is one timed wait, not a poll).
+                    let now = Instant::now();
+                    state = match state.coalesced.poll(now) {
+                        ReportNow::Now(report, total) => {
+                            drop(state);
+                            report(total);
+                            self.lock()
+                        }
+                        ReportNow::Later(due) => {
+                            let wait = self.shared.changed.wait_timeout(state, due - now);
+                            wait.unwrap_or_else(PoisonError::into_inner).0
+                        }
+                        ReportNow::Nothing => self
+                            .shared
+                            .changed
+                            .wait(state)
+                            .unwrap_or_else(PoisonError::into_inner),
+                    };
                 }
                 match state.hand_over() {
                     Ok(true) => {
@@ -224,15 +252,18 @@ impl EventSender {
     /// for tests of how the host treats a plugin that writes garbage. `Ok(false)` when
     /// there is no room now.
     #[doc(hidden)]
-    pub fn send_raw_record(&self, record: &[u8]) -> Result<bool, Closed> {
+    pub fn send_raw_record(&self, record: &[u8]) -> Result<bool, StreamClosed> {
         let mut state = self.lock();
         state.check_open()?;
-        state.outbound.try_send_raw(record).map_err(|e| Closed {
-            reason: match e {
-                TrySendError::Closed(reason) => reason,
-                _ => "the transport refused the record".into(),
-            },
-        })
+        state
+            .outbound
+            .try_send_raw(record)
+            .map_err(|e| StreamClosed {
+                reason: match e {
+                    TrySendError::Closed(reason) => reason,
+                    _ => "the transport refused the record".into(),
+                },
+            })
     }
 
     /// Waits until every update has been handed to the transport, up to `timeout`;
@@ -257,9 +288,109 @@ impl EventSender {
         !state.is_backlogged()
     }
 
-    /// Whether updates are waiting for room in the transport.
+    /// Whether updates are waiting for room in the transport: the host is slower than
+    /// this watcher right now. While it is, every update joins the backlog, where the
+    /// latest update of a node replaces the one waiting (nothing is lost: the host
+    /// ends with the right state, but intermediate states are skipped). A watcher that
+    /// cares can slow its source: see [`wait_for_room`](Self::wait_for_room).
     pub fn is_congested(&self) -> bool {
         self.lock().is_backlogged()
+    }
+
+    /// Waits until nothing waits for room (the next update goes straight to the host),
+    /// up to `timeout`. `Ok(true)`: there is room; `Ok(false)`: still congested after
+    /// `timeout`; `Err` once the stream is over. For a watcher that would rather slow
+    /// its source than have its updates merged.
+    pub fn wait_for_room(&self, timeout: Duration) -> Result<bool, StreamClosed> {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.lock();
+        loop {
+            state.check_open()?;
+            if !state.is_backlogged() {
+                return Ok(true);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(false);
+            }
+            state = self
+                .shared
+                .changed
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    /// [`wait_for_room`](Self::wait_for_room) up to `timeout`, then [`send`](Self::send)
+    /// `ev` (into the backlog if there is still no room: it is never dropped). Returns
+    /// whether there was room.
+    pub fn send_blocking(&self, ev: Event, timeout: Duration) -> Result<bool, SendError> {
+        check(&ev)?;
+        let room = self.wait_for_room(timeout)?;
+        self.send(ev)?;
+        Ok(room)
+    }
+
+    /// How many node updates were merged into later ones while they waited for room,
+    /// since the endpoint started (the host gets this total too).
+    pub fn coalesced(&self) -> u64 {
+        self.lock().coalesced.total()
+    }
+
+    /// Whether the stream is over.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.lock().closed.is_some()
+    }
+
+    /// Sends the count of merged updates to `report` (see `coalesced`).
+    pub(crate) fn set_report(&self, report: Report) {
+        self.lock().coalesced.set_report(report);
+    }
+
+    /// Reports the count of merged updates if the host has not heard the latest.
+    pub(crate) fn report_final(&self) {
+        let owed = self.lock().coalesced.take_final();
+        if let Some((report, total)) = owed {
+            report(total);
+        }
+    }
+
+    /// Hands the transport, the backlog and the counters to a new sender, for the
+    /// endpoint's next incarnation; this sender and its clones are closed with
+    /// `reason` (helper threads of a failed incarnation stop sending).
+    pub(crate) fn reincarnate(&self, reason: &str) -> EventSender {
+        let mut old = self.lock();
+        let detached: Box<dyn Outbound> = Box::new(Detached);
+        let next = EventSender::new(std::mem::replace(&mut old.outbound, detached));
+        let mut state = next.lock();
+        state.pending = std::mem::take(&mut old.pending);
+        state.full = old.full.take();
+        state.coalesced = std::mem::take(&mut old.coalesced);
+        old.closed = Some(reason.to_owned());
+        self.shared.changed.notify_all();
+        drop(old);
+        if state.is_backlogged() || state.coalesced.is_owed() {
+            if let Err(e) = next.wake_flusher(state) {
+                tracing::warn!("{e}");
+            }
+        } else {
+            drop(state);
+        }
+        next
+    }
+}
+
+/// The transport of a sender whose transport went to the next incarnation.
+struct Detached;
+
+impl Outbound for Detached {
+    fn try_send(&mut self, _: &Update) -> Result<(), TrySendError> {
+        Err(TrySendError::Closed("the endpoint was restarted".into()))
+    }
+
+    fn space_waiter(&self) -> SpaceWait {
+        Box::new(|_| Err("the endpoint was restarted".into()))
     }
 }
 
@@ -277,16 +408,19 @@ impl SenderState {
     /// Puts an update that cannot go now into the backlog, where the latest change of
     /// each node wins and a full list replaces everything before it.
     fn defer(&mut self, update: Update) {
-        match (&mut self.full, update) {
-            (_, Update::Full(list)) => {
+        let merged = match (&mut self.full, update) {
+            (full, Update::Full(list)) => {
+                let replaced = self.pending.len() + full.as_ref().map_or(0, |f| f.nodes.len());
                 self.pending.clear();
-                self.full = Some(FullList::new(&list));
+                *full = Some(FullList::new(&list));
+                replaced
             }
             // A change joins the waiting list: its latest entry for the node wins, and
             // an entry marked down leaves the list.
-            (Some(full), later) => full.nodes.push_event(later.event()),
-            (None, later) => self.pending.push_event(later.event()),
-        }
+            (Some(full), later) => merge(&mut full.nodes, later.event()),
+            (None, later) => merge(&mut self.pending, later.event()),
+        };
+        self.coalesced.add(merged as u64);
     }
 
     /// Hands over what the transport takes now: the waiting full list's next piece,
@@ -314,9 +448,9 @@ impl SenderState {
     }
 
     /// `Err` once the stream is over.
-    fn check_open(&self) -> Result<(), Closed> {
+    fn check_open(&self) -> Result<(), StreamClosed> {
         match &self.closed {
-            Some(reason) => Err(Closed {
+            Some(reason) => Err(StreamClosed {
                 reason: reason.clone(),
             }),
             None => Ok(()),
@@ -324,10 +458,17 @@ impl SenderState {
     }
 
     /// Marks the stream over; the error for the caller.
-    fn close(&mut self, reason: String) -> Closed {
+    fn close(&mut self, reason: String) -> StreamClosed {
         self.closed = Some(reason.clone());
-        Closed { reason }
+        StreamClosed { reason }
     }
+}
+
+/// Adds `ev`'s nodes to `log`; returns how many replaced a node waiting there.
+fn merge(log: &mut Pending, ev: &Event) -> usize {
+    let before = log.len();
+    log.push_event(ev);
+    (before + ev.len()).saturating_sub(log.len())
 }
 
 /// Sends one small update of the backlog; `Ok(false)` when there is no room now.

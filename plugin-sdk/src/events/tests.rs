@@ -213,3 +213,85 @@ fn a_bad_node_is_refused_and_nothing_of_its_update_goes() {
         .unwrap();
     assert_eq!(gate.taken.lock().unwrap().len(), 1);
 }
+
+fn one(i: u32, port: u16) -> Event {
+    std::iter::once(node(i, port, true)).collect()
+}
+
+/// A watcher can wait for room, and the updates merged while the host was behind are
+/// counted and reported once the backlog drained.
+#[test]
+fn waiting_for_room_and_the_count_of_merged_updates() {
+    let gate = Gate::default();
+    let sender = EventSender::new(Box::new(gate.clone()));
+    let (tx, reports) = std::sync::mpsc::channel();
+    let tx = Mutex::new(tx);
+    sender.set_report(Arc::new(move |total| {
+        let _ = tx.lock().unwrap().send(total);
+    }));
+    assert_eq!(
+        sender.wait_for_room(Duration::ZERO),
+        Ok(true),
+        "nothing waits"
+    );
+    // The transport is shut: node n1's five updates wait, four merged into the last.
+    for port in 0..5 {
+        sender.send(one(1, port)).unwrap();
+    }
+    sender.send(one(2, 0)).unwrap();
+    assert!(sender.is_congested());
+    assert_eq!(sender.coalesced(), 4);
+    assert_eq!(sender.wait_for_room(Duration::from_millis(20)), Ok(false));
+    assert_eq!(
+        sender.send_blocking(one(1, 9), Duration::from_millis(20)),
+        Ok(false),
+        "no room: it joins the backlog"
+    );
+    assert_eq!(sender.coalesced(), 5);
+    gate.room.store(usize::MAX / 2, Ordering::SeqCst);
+    assert_eq!(sender.wait_for_room(Duration::from_secs(10)), Ok(true));
+    let report = reports.recv_timeout(Duration::from_secs(10));
+    assert_eq!(report, Ok(5), "the flusher reported the total once drained");
+    assert_eq!(
+        sender.send_blocking(one(3, 0), Duration::from_secs(10)),
+        Ok(true)
+    );
+    let taken = gate.taken.lock().unwrap().clone();
+    let mut seen = Book::new();
+    for update in taken {
+        seen.apply(update);
+    }
+    assert_eq!(
+        seen.full().get("n1").map(|n| n.port),
+        Some(10),
+        "the latest of n1 went"
+    );
+}
+
+/// A restarted endpoint's sender takes over the transport and the backlog; the failed
+/// incarnation's sender is closed.
+#[test]
+fn a_reincarnated_sender_keeps_the_backlog_and_closes_the_old_one() {
+    let gate = Gate::default();
+    let old = EventSender::new(Box::new(gate.clone()));
+    old.send(one(1, 0)).unwrap();
+    old.send(one(1, 1)).unwrap();
+    let stray = old.clone();
+    let new = old.reincarnate("the endpoint was restarted");
+    match stray.send(one(2, 0)) {
+        Err(SendError::Closed(closed)) => assert!(closed.reason.contains("restarted")),
+        other => panic!("the old sender still sends: {other:?}"),
+    }
+    assert!(new.is_congested(), "the backlog moved");
+    assert_eq!(new.coalesced(), 1, "and so did the count");
+    new.send(one(3, 0)).unwrap();
+    gate.room.store(usize::MAX / 2, Ordering::SeqCst);
+    assert!(new.flush(Duration::from_secs(10)));
+    let mut seen = Book::new();
+    for update in gate.taken.lock().unwrap().clone() {
+        seen.apply(update);
+    }
+    let names: Vec<String> = seen.full().nodes().map(|n| n.name.clone()).collect();
+    assert_eq!(names, ["n1", "n3"]);
+    assert_eq!(seen.full().get("n1").map(|n| n.port), Some(2));
+}

@@ -116,6 +116,27 @@ mod tests {
         run.join(TEST_WAIT).unwrap();
     }
 
+    /// What the host would hold from the dummy: its node up, then not.
+    #[test]
+    fn the_host_sees_the_node_come_and_go() {
+        let cfg = r#"{"name": "n1", "port": 80, "interval": "20ms"}"#;
+        let run = plugin_sdk::testing::Harness::new()
+            .service("web")
+            .instance("node1")
+            .capacity(1)
+            .run_watcher(&mut Dummy, cfg)
+            .unwrap();
+        run.recv_timeout(TEST_WAIT).expect("the first update");
+        assert_eq!(
+            run.state().get("n1").map(|n| n.status),
+            Some(NodeStatus::Up)
+        );
+        run.recv_timeout(TEST_WAIT).expect("the flip");
+        assert!(run.state().is_empty(), "down: the host holds nothing up");
+        run.close();
+        run.join(TEST_WAIT).unwrap();
+    }
+
     #[test]
     fn close_stops_a_long_interval_at_once() {
         let cfg = r#"{"name": "n1", "port": 1, "interval": "1h"}"#;

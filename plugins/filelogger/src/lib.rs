@@ -153,6 +153,28 @@ mod tests {
         assert!(lines[1].ends_with(" n1 (up) h:1"), "{text}");
     }
 
+    /// The host going away ends the stream: what is buffered is written, and the
+    /// endpoint returns cleanly.
+    #[test]
+    fn the_end_of_the_stream_flushes_and_finishes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.log");
+        let run = plugin_sdk::testing::Harness::new()
+            .service("web")
+            .instance("log")
+            .run_reactor(&mut FileLogger, &cfg(&path, false))
+            .unwrap();
+        let mut ev = Event::with_node("a", NodeStatus::Up, "h", 1);
+        ev.add("b", NodeStatus::Down, "", 0);
+        run.send(ev);
+        run.end_stream();
+        run.join(TEST_WAIT).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(lines[0].ends_with(" a (up) h:1") && lines[1].ends_with(" b (down) :0"));
+    }
+
     #[test]
     fn bad_config_names_the_field_or_the_file() {
         let err = run_reactor(&mut FileLogger, "{}", r#"{"unbuffered": true}"#)

@@ -40,7 +40,8 @@
 //! `reject-accept` fails `Accept` with `message`.
 //!
 //! The scenarios of the host-hardening tests (hung, flooding, early-exiting plugins)
-//! are in [`hardening`].
+//! are in [`hardening`]; those of endpoints that fail and are restarted in place
+//! (`flaky`, `tick`) in [`flaky`].
 //!
 //! Hostile ring scenarios (watcher instance `cfg`, see `hostile_ring`):
 //! - `hostile-ring` with `attack = "truncate"`: tries to change the size of its ring's
@@ -58,6 +59,7 @@
 //!   `events` and waits for close.
 
 mod bench;
+mod flaky;
 mod hardening;
 
 use std::io::Write;
@@ -89,6 +91,8 @@ struct Scenario {
     child_pid_file: Option<PathBuf>,
     fault_once: Option<String>,
     attack: String,
+    fail: Vec<String>,
+    fail_always: bool,
 }
 
 fn scenario(cfg: &Config) -> plugin_sdk::Result<Scenario> {
@@ -199,6 +203,7 @@ impl Watcher for TestWatcher {
                 }))
             }
             "hostile-ring" => hostile_ring(s),
+            "flaky" | "tick" => flaky::watcher(s, &cfg),
             _ => hardening::watcher(s),
         }
     }
@@ -333,6 +338,9 @@ impl Reactor for TestReactor {
 
     fn accept(&mut self, cfg: Config) -> plugin_sdk::Result<ReactorEndpoint> {
         let s = scenario(&cfg)?;
+        if s.scenario == "flaky" {
+            return flaky::reactor(s, &cfg);
+        }
         let file = s
             .file
             .clone()

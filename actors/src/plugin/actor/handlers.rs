@@ -7,7 +7,7 @@ use actix::prelude::*;
 use ipc::control::{HostEvent, Notice};
 
 use super::{off_arbiter, BootError, PluginProcess, Running};
-use crate::endpoint::actor::{EndpointEnded, EndpointName, StopEndpoint};
+use crate::endpoint::actor::{EndpointEnded, EndpointName, ResyncReactor, StopEndpoint};
 use crate::endpoint::SessionEnd;
 use crate::lookup::PluginKind;
 use crate::plugin::connection::EndpointId;
@@ -213,6 +213,30 @@ impl PluginProcess {
                     // is a crash of the plugin: restart it.
                     Some(e) => self.fail(format!("{name} ended with an error: {e}"), ctx),
                     None => tracing::info!(plugin = %self.name(), "{name} finished"),
+                }
+            }
+            HostEvent::Notice(Notice::Restarted { endpoint, error }) => {
+                let Some(running) = self.endpoints.iter().find(|e| e.id == endpoint) else {
+                    return;
+                };
+                tracing::warn!(
+                    plugin = %self.name(),
+                    "{} failed and the plugin restarts it in place: {error}",
+                    running.name
+                );
+                // A reactor's fresh endpoint knows nothing: it gets the full state again.
+                if running.name.kind == PluginKind::Reactor {
+                    running.actor.do_send(ResyncReactor);
+                }
+            }
+            HostEvent::Notice(Notice::Coalesced { endpoint, total }) => {
+                if let Some(running) = self.endpoints.iter_mut().find(|e| e.id == endpoint) {
+                    let more = total.saturating_sub(running.coalesced);
+                    running.coalesced = total;
+                    tracing::debug!(
+                        endpoint = %running.name,
+                        "{more} more updates merged in the plugin while the host was behind ({total} in all)"
+                    );
                 }
             }
             HostEvent::Notice(Notice::Log { level, message }) => {

@@ -13,6 +13,12 @@
 //! service's full state first (its flusher re-attaches to the service), a restarted
 //! watcher's nodes stay as they were until it reports again (its book is kept).
 //!
+//! An endpoint whose `handle` failed may be restarted in place by the plugin's SDK (a
+//! `Restarted` notice): that is logged, and a reactor's endpoint gets the service's full
+//! state again ([`ResyncReactor`](crate::endpoint::actor::ResyncReactor)); the process
+//! is not restarted. A watcher's count of merged updates (`Coalesced`) is kept per
+//! endpoint and logged at debug.
+//!
 //! More than `max_restarts` restarts within `restart_window` and the plugin is failed:
 //! its endpoints stay down and the host is told, which isolates the plugin's services or
 //! shuts down according to `on_plugin_failure`. A failure while booting at start-up is
@@ -84,6 +90,9 @@ struct Running {
     name: EndpointName,
     id: EndpointId,
     actor: Addr<Endpoint>,
+    /// The plugin's count of this endpoint's updates merged while the host was behind
+    /// (`Notice::Coalesced`; watchers only).
+    coalesced: u64,
 }
 
 /// The host's handle on one plugin type's process.
@@ -222,6 +231,7 @@ impl PluginProcess {
                 actor: Endpoint::new(name.clone(), session, report.clone(), generation).start(),
                 name,
                 id,
+                coalesced: 0,
             })
             .collect();
         self.conn = Some(booted.conn);

@@ -95,6 +95,18 @@ impl ServiceState {
         (attachment, self.flush_reactor(reactor))
     }
 
+    /// A reactor's plugin restarted its endpoint in place (same ring, a fresh endpoint
+    /// that knows nothing): the full current state joins its backlog, behind what its
+    /// ring holds already, as at a reconnect. Returns whether its flusher has work.
+    pub fn resync_reactor(&mut self, reactor: &str) -> bool {
+        let current = self.current();
+        let Some(out) = self.reactors.get_mut(reactor) else {
+            return false;
+        };
+        out.backlog.push_event(&current);
+        out.sink.is_some() && !out.backlog.is_empty()
+    }
+
     /// Disconnects a reactor (its process died or it is closing) if its sink is still
     /// the one of `attachment`; events for it accumulate, coalesced, until it reconnects.
     pub fn detach_reactor(&mut self, reactor: &str, attachment: Attachment) {

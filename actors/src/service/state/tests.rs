@@ -525,3 +525,29 @@ fn bad_nodes_from_a_plugin_that_bypasses_the_sdk_never_reach_a_reactor() {
         "good went down, bad never came up"
     );
 }
+
+/// A reactor restarted in place by its plugin gets the full state again, after what
+/// was already on its way, and the live stream after that.
+#[test]
+fn a_reactor_resynced_in_place_gets_the_full_state_again() {
+    let (mut svc, _fast, slow) = fast_and_slow(100);
+    svc.apply("w", up("a", 1));
+    svc.apply("w", up("b", 2));
+    svc.apply("w", down("a"));
+    assert_eq!(slow.take().len(), 3, "the old endpoint got everything");
+    assert!(svc.resync_reactor("slow"), "its flusher has work");
+    assert_eq!(svc.flush_reactor("slow"), Flush::Done);
+    svc.apply("w", up("c", 3));
+    let fresh = slow.take();
+    assert_eq!(fresh.len(), 2, "the full state, then the live change");
+    assert_eq!(
+        fresh[0],
+        Event::with_node("b", NodeStatus::Up, "10.0.0.1", 2)
+    );
+    assert_eq!(
+        view(&fresh),
+        svc.current(),
+        "the fresh endpoint knows every node"
+    );
+    assert!(!svc.resync_reactor("nobody"));
+}
