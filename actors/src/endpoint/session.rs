@@ -264,7 +264,12 @@ pub fn run_reactor_flusher(
             pending = true;
             continue;
         }
-        match core.lock().flush_reactor(&reactor) {
+        // The lock is taken for the flush only: a `match` on `core.lock()...` would hold
+        // the guard through the arms, and so through the wait for space below, which
+        // lasts until the reactor reads (for ever, for a stalled one): every pump of
+        // the service would wait on the lock meanwhile.
+        let flushed = core.lock().flush_reactor(&reactor);
+        match flushed {
             Flush::Pending => {
                 if let Err(reason) = wait_for_space(Duration::MAX) {
                     end = SessionEnd::Failed(reason);

@@ -109,33 +109,44 @@ impl RingProducer {
             self.broken = Some(e.clone());
             return Err(e);
         }
-        let cap = self.cap;
         let mut written = 0;
-        for record in records {
+        'records: for record in records {
             let record = record.as_ref();
             let need = footprint(record.len()) as u64;
-            let index = self.tail & (cap - 1);
-            let to_end = cap - index;
-            let total = if need > to_end { to_end + need } else { need };
-            if self.tail - self.head_cache + total > cap {
+            let (index, to_end) = loop {
+                let cap = self.cap;
+                let index = self.tail & (cap - 1);
+                let to_end = cap - index;
+                let total = if need > to_end { to_end + need } else { need };
+                if self.tail - self.head_cache + total <= cap {
+                    break (index, to_end);
+                }
                 let head = self.ring.head().load(Ordering::Acquire);
                 if let Err(e) = self.ring.check_positions(head, self.tail, cap) {
                     self.broken = Some(e.clone());
                     return Err(e);
                 }
                 self.head_cache = head;
-                if self.tail - head + total > cap || need > cap / 2 {
-                    self.ring.full_at_head.store(head, Ordering::Release);
-                    self.grow_wanted = self.cap < self.ring.capacity;
-                    break;
+                if self.tail - head + total <= cap {
+                    break (index, to_end);
                 }
-            }
+                if head == self.tail && self.cap < self.ring.capacity {
+                    // Empty, and still no room: a record over half the active capacity
+                    // (never over half the whole). Waiting would wait for ever, as
+                    // nothing is left to consume: grow now (an empty ring may).
+                    self.set_active(need);
+                    continue;
+                }
+                self.ring.full_at_head.store(head, Ordering::Release);
+                self.grow_wanted = self.cap < self.ring.capacity;
+                break 'records;
+            };
             let m = self.ring.m();
             if need > to_end {
                 m.write(OFF_DATA + index as usize, &WRAP.to_le_bytes());
                 self.tail += to_end;
             }
-            let at = OFF_DATA + (self.tail & (cap - 1)) as usize;
+            let at = OFF_DATA + (self.tail & (self.cap - 1)) as usize;
             m.write_prefixed(at, record);
             self.tail += need;
             written += 1;
@@ -160,9 +171,16 @@ impl RingProducer {
         let head = self.ring.head().load(Ordering::Acquire);
         self.ring.check_positions(head, self.tail, self.cap)?;
         self.head_cache = head;
-        if head != self.tail {
-            return Ok(());
+        if head == self.tail {
+            self.set_active(need);
         }
+        Ok(())
+    }
+
+    /// Doubles the active capacity, or more to fit a record of `need` bytes in half of
+    /// it, up to the ring's capacity. Only for an empty ring (`head == tail`, this
+    /// producer's own tail: nothing of this batch written yet).
+    fn set_active(&mut self, need: u64) {
         let mut cap = self.cap * 2;
         while cap / 2 < need {
             cap *= 2;
@@ -170,7 +188,6 @@ impl RingProducer {
         self.cap = cap.min(self.ring.capacity);
         self.grow_wanted = false;
         word64(self.ring.m(), OFF_ACTIVE).store(self.cap, Ordering::Relaxed);
-        Ok(())
     }
 
     /// Writes one record if it fits; false when the ring is full.

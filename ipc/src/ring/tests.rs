@@ -478,3 +478,45 @@ fn a_scribbled_active_capacity_is_corruption_not_a_panic() {
         );
     }
 }
+
+/// Guards against a producer that waits for space in an empty ring: a record over half
+/// the active capacity that does not fit, found when the consumer has just drained
+/// everything, must grow the ring, not wait for a drain that cannot come. A consumer
+/// thread drains as fast as it can while the producer pushes records of every size up
+/// to 40 KiB; every wait for space must end (within ten seconds, generously).
+#[test]
+fn a_growing_ring_never_waits_for_space_in_an_empty_ring() {
+    let producer = RingProducer::create(RingConfig::growing(1 << 20)).unwrap();
+    let mut consumer = RingConsumer::open(producer.ring().base(), segment_of(&producer)).unwrap();
+    let mut producer = producer;
+    const RECORDS: u32 = 20_000;
+    let reader = std::thread::spawn(move || {
+        let mut expected = 0u32;
+        while expected < RECORDS {
+            consumer
+                .drain_timeout(Duration::from_secs(10), |r| {
+                    let seq = u32::from_le_bytes(r[..4].try_into().unwrap());
+                    assert_eq!(seq, expected, "records out of order");
+                    expected += 1;
+                })
+                .unwrap();
+        }
+    });
+    for seq in 0..RECORDS {
+        // Mostly small, now and then one of up to 40 KiB: the ring grows in steps.
+        let len = if seq % 50 == 0 {
+            4 + (seq as usize * 7919) % (40 << 10)
+        } else {
+            4 + seq as usize % 64
+        };
+        let mut record = vec![0u8; len];
+        record[..4].copy_from_slice(&seq.to_le_bytes());
+        while !producer.try_push(&record).unwrap() {
+            assert!(
+                producer.wait_space(Duration::from_secs(10)).unwrap(),
+                "waited for space in vain at record {seq}"
+            );
+        }
+    }
+    reader.join().unwrap();
+}
