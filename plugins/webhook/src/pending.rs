@@ -103,7 +103,8 @@ impl Pending {
     pub fn close(&self) {
         self.lock().closed = true;
         self.changed.notify_one();
-        self.closing.notify_one();
+        // Every waiter: the delivery's outer select and a retry's wait both wait here.
+        self.closing.notify_waiters();
     }
 
     /// Whether the endpoint has closed.
@@ -119,8 +120,15 @@ impl Pending {
 
     /// Waits until the endpoint closes.
     pub async fn closed(&self) {
-        while !self.is_closed() {
-            self.closing.notified().await;
+        loop {
+            let notified = self.closing.notified();
+            tokio::pin!(notified);
+            // Registered before the flag is read: a close in between is not missed.
+            notified.as_mut().enable();
+            if self.is_closed() {
+                return;
+            }
+            notified.await;
         }
     }
 }

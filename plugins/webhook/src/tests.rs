@@ -211,3 +211,27 @@ fn a_bad_config_is_refused_naming_the_key() {
         .unwrap();
     assert!(err.starts_with("timeout"), "{err}");
 }
+
+/// Review: the doc of `Delivery::run` says a close ends a retry's wait ("what is left
+/// gets its try at once"). With a long backoff, the receiver back before the close, the
+/// pending change must still be delivered within CLOSE_GRACE.
+#[test]
+fn review_a_close_cuts_a_long_retry_wait_short() {
+    let mut receiver = Receiver::start(Behaviour::default());
+    receiver.stop();
+    let run = start(
+        &receiver.url("/"),
+        r#"{"retry_backoff_min": "10s", "retry_backoff_max": "10s"}"#,
+    );
+    run.send(Event::with_node("a", NodeStatus::Up, "h", 1));
+    // The first post is refused at once; the delivery now sleeps ~10 s before a retry.
+    std::thread::sleep(Duration::from_millis(300));
+    receiver.resume();
+    run.close();
+    run.join(WAIT).unwrap();
+    assert_eq!(
+        receiver.state().get("a").map(String::as_str),
+        Some("up"),
+        "the close did not end the retry's wait: the change was dropped after the grace"
+    );
+}
