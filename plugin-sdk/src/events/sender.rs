@@ -168,6 +168,10 @@ impl EventSender {
         }
         // A flusher already handing a backlog over needs no wake-up (a notify is a
         // system call, and this is every send while the host is behind).
+        if was_backlogged && !state.is_backlogged() {
+            // This send drained the backlog itself: wake `wait_for_room` and `flush`.
+            self.shared.changed.notify_all();
+        }
         if was_backlogged || !state.is_backlogged() {
             return Ok(());
         }

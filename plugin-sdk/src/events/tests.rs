@@ -295,3 +295,53 @@ fn a_reincarnated_sender_keeps_the_backlog_and_closes_the_old_one() {
     assert_eq!(names, ["n1", "n3"]);
     assert_eq!(seen.full().get("n1").map(|n| n.port), Some(2));
 }
+
+/// Review: `wait_for_room` is woken only by the flusher's hand-overs. When a large
+/// `send` (over FLUSH_PIECE nodes) drains the whole backlog itself, nobody notifies the
+/// condvar, and a watcher waiting for room sleeps to its timeout although there is room.
+#[test]
+fn review_a_send_that_drains_the_backlog_wakes_those_waiting_for_room() {
+    /// A gate whose space waiter sleeps its whole timeout (as a ring with no frees
+    /// does), so the flusher is away while the test opens the gate.
+    #[derive(Clone, Default)]
+    struct SlowGate(Gate);
+    impl Outbound for SlowGate {
+        fn try_send(&mut self, update: &Update) -> Result<(), TrySendError> {
+            self.0.try_send(update)
+        }
+        fn space_waiter(&self) -> SpaceWait {
+            Box::new(|timeout| {
+                std::thread::sleep(timeout);
+                Ok(())
+            })
+        }
+    }
+    let gate = SlowGate::default();
+    let sender = EventSender::new(Box::new(gate.clone()));
+    // The gate is shut: this change waits and the flusher starts (then sleeps 50 ms).
+    sender.send(std::iter::once(node(1, 1, true)).collect()).unwrap();
+    assert!(sender.is_congested());
+    let waiter = {
+        let sender = sender.clone();
+        std::thread::spawn(move || {
+            let t0 = std::time::Instant::now();
+            let room = sender.wait_for_room(Duration::from_secs(3)).unwrap();
+            (room, t0.elapsed())
+        })
+    };
+    std::thread::sleep(Duration::from_millis(10));
+    // The host frees space; a large update goes over in pieces within `send` itself and
+    // takes the backlog with it.
+    gate.0.room.store(usize::MAX / 2, Ordering::SeqCst);
+    let large: Event = (0..(FLUSH_PIECE as u32 + 500))
+        .map(|i| NodeInfo::new(format!("big{i}"), NodeStatus::Up, "10.0.0.1", 80))
+        .collect();
+    sender.send(large).unwrap();
+    assert!(!sender.is_congested(), "the send drained the backlog");
+    let (room, waited) = waiter.join().unwrap();
+    assert!(room, "wait_for_room said still congested after {waited:?}");
+    assert!(
+        waited < Duration::from_secs(1),
+        "wait_for_room slept {waited:?} although the backlog was empty"
+    );
+}
