@@ -228,3 +228,19 @@ fn a_plugin_that_never_says_hello_times_out() {
         Err(HandshakeError::Timeout(t)) if t == short
     ));
 }
+
+/// Review (revA): `request_all` promises each answer "up to `timeout` from when it was
+/// sent", but awaits them one after another with a full `timeout` each: a plugin that
+/// answers nothing holds the caller N × timeout (1,000 endpoints × 30 s at boot).
+#[test]
+fn pipelined_requests_to_a_silent_plugin_time_out_together() {
+    let (conn, _peer) = start(&["control-silent"], TIMEOUT);
+    let (conn, _events) = conn.unwrap();
+    let short = Duration::from_millis(200);
+    let requests = (0..10).map(|_| (Request::Ping, None)).collect();
+    let started = std::time::Instant::now();
+    let answers = conn.request_all(requests, short);
+    let took = started.elapsed();
+    assert!(answers.iter().all(|a| matches!(a, Err(RequestError::Timeout(_)))));
+    assert!(took < short * 3, "10 pipelined requests took {took:?}, not about {short:?}");
+}

@@ -519,4 +519,52 @@ fn a_growing_ring_never_waits_for_space_in_an_empty_ring() {
         }
     }
     reader.join().unwrap();
+/// Review (revA): a hostile peer that keeps zeroing the `data` semaphore's count can
+/// swallow a `RingWaker`'s post when the kick lands between the waiter's check of
+/// `kicked` and its entry into the futex: the waiter then sleeps with no deadline
+/// (`Duration::MAX`), and the host's `Stop` (one kick) never ends it.
+#[test]
+fn a_kick_ends_a_wait_whatever_the_peer_writes_to_the_count() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{mpsc, Arc};
+    let mut lost = 0;
+    for round in 0..3000u32 {
+        let (producer, mut consumer) = pair(4096);
+        consumer.set_spin(Duration::ZERO);
+        let waker = consumer.waker();
+        let done = Arc::new(AtomicBool::new(false));
+        let hostile = {
+            let segment = SharedSegment::from_fd("hostile", segment_of(&producer)).unwrap();
+            let done = done.clone();
+            std::thread::spawn(move || {
+                let word = segment.mapping().atomic_u32(OFF_DATA_SEM).unwrap();
+                while !done.load(Ordering::Relaxed) {
+                    word.store(0, Ordering::Relaxed);
+                }
+            })
+        };
+        let (tx, rx) = mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            let _ = tx.send(consumer.wait(Duration::MAX));
+            consumer
+        });
+        // Kick around the moment the waiter goes to sleep.
+        let delay = Duration::from_micros((round % 200) as u64 * 2);
+        let t = Instant::now();
+        while t.elapsed() < delay {
+            std::hint::spin_loop();
+        }
+        waker.wake();
+        if rx.recv_timeout(Duration::from_secs(1)).is_err() {
+            lost += 1;
+        }
+        done.store(true, Ordering::Relaxed);
+        hostile.join().unwrap();
+        // Unstick a lost waiter (its `kicked` is still raised) so the round ends.
+        producer.ring().post(OFF_DATA_SEM);
+        let _ = rx.recv_timeout(Duration::from_secs(5));
+        drop(waiter.join().unwrap());
+        drop(producer);
+    }
+    assert_eq!(lost, 0, "{lost} of 3000 kicks did not end the wait");
 }
