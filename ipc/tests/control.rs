@@ -241,6 +241,11 @@ fn pipelined_requests_to_a_silent_plugin_time_out_together() {
     let started = std::time::Instant::now();
     let answers = conn.request_all(requests, short);
     let took = started.elapsed();
-    assert!(answers.iter().all(|a| matches!(a, Err(RequestError::Timeout(_)))));
-    assert!(took < short * 3, "10 pipelined requests took {took:?}, not about {short:?}");
+    assert!(answers
+        .iter()
+        .all(|a| matches!(a, Err(RequestError::Timeout(_)))));
+    assert!(
+        took < short * 3,
+        "10 pipelined requests took {took:?}, not about {short:?}"
+    );
 }

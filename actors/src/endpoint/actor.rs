@@ -16,6 +16,9 @@ use super::session::{
 use crate::lookup::PluginKind;
 use ipc::panic::catch_panic;
 
+/// How often a stop is repeated while the session's thread has not ended.
+const RESTOP: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// One watcher or reactor instance of a service.
 pub struct Endpoint {
     id: EndpointName,
@@ -192,10 +195,26 @@ impl Handler<StopEndpoint> for Endpoint {
     fn handle(&mut self, _: StopEndpoint, _: &mut Context<Self>) -> Self::Result {
         self.stop.stop();
         let thread = self.thread.take();
+        let stop = self.stop.clone();
         Box::pin(async move {
             if let Some(thread) = thread {
-                // The stop woke the thread; join it off the arbiter.
-                let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+                // The stop woke the thread; join it off the arbiter. The stop is repeated
+                // until the thread has ended: a plugin scribbling on its ring's
+                // semaphore can take one wake-up's post back just as the thread goes to
+                // sleep, never every one of them (each wakes a sleeper whatever the
+                // count). An honest plugin's session ends at the first.
+                let _ = tokio::task::spawn_blocking(move || {
+                    let mut stopped = std::time::Instant::now();
+                    while !thread.is_finished() {
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                        if stopped.elapsed() >= RESTOP {
+                            stop.stop();
+                            stopped = std::time::Instant::now();
+                        }
+                    }
+                    thread.join()
+                })
+                .await;
             }
         })
     }

@@ -140,10 +140,14 @@ impl HostEnd {
         self.request_with(request, Some(segment), timeout)
     }
 
-    /// Sends every request of `requests` at once, then waits for their answers, each up
-    /// to `timeout` from when it was sent: one round trip for all, where
-    /// [`request`](Self::request) in a loop takes one each (a plugin with 1,000
-    /// endpoints is started in one go). The answers come in the order of the requests.
+    /// Sends every request of `requests` at once, then waits for their answers in order:
+    /// one round trip for all, where [`request`](Self::request) in a loop takes one each
+    /// (a plugin with 1,000 endpoints is started in one go). Each answer may take up to
+    /// `timeout` after the one before it (a plugin handles its requests one by one, so
+    /// a slow but healthy one is not failed for the length of the queue). After the
+    /// first answer that does not come, the rest are not waited for: they fail with the
+    /// same error at once, so a silent plugin holds the caller one `timeout`, not one
+    /// per request.
     /// A request may carry a descriptor to pass beside it (an `Accept`'s segment).
     pub fn request_all(
         &self,
@@ -154,8 +158,24 @@ impl HostEnd {
             .into_iter()
             .map(|(request, fd)| self.send_request(request, fd, timeout))
             .collect();
+        let mut gone: Option<RequestError> = None;
         sent.into_iter()
-            .map(|sent| sent.and_then(|(id, rx)| self.await_answer(id, rx, timeout)))
+            .map(|sent| {
+                let (id, rx) = sent?;
+                if let Some(e) = &gone {
+                    self.pending
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .remove(&id);
+                    return Err(e.clone());
+                }
+                let answer = self.await_answer(id, rx, timeout);
+                if let Err(e @ (RequestError::Timeout(_) | RequestError::Disconnected(_))) = &answer
+                {
+                    gone = Some(e.clone());
+                }
+                answer
+            })
             .collect()
     }
 

@@ -319,7 +319,9 @@ fn review_a_send_that_drains_the_backlog_wakes_those_waiting_for_room() {
     let gate = SlowGate::default();
     let sender = EventSender::new(Box::new(gate.clone()));
     // The gate is shut: this change waits and the flusher starts (then sleeps 50 ms).
-    sender.send(std::iter::once(node(1, 1, true)).collect()).unwrap();
+    sender
+        .send(std::iter::once(node(1, 1, true)).collect())
+        .unwrap();
     assert!(sender.is_congested());
     let waiter = {
         let sender = sender.clone();

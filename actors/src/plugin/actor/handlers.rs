@@ -131,8 +131,13 @@ impl Handler<CloseEndpoints> for PluginProcess {
                     let _ = request.await;
                 }
             }
-            for endpoint in closing {
-                let _ = endpoint.actor.send(StopEndpoint).await;
+            // All stopped at once, then waited for.
+            let stops: Vec<_> = closing
+                .iter()
+                .map(|endpoint| endpoint.actor.send(StopEndpoint))
+                .collect();
+            for stop in stops {
+                let _ = stop.await;
             }
         })
     }
