@@ -25,7 +25,7 @@ impl Backoff {
     /// The next wait (jittered), doubling the one after it.
     pub fn next_delay(&mut self) -> Duration {
         let base = self.next;
-        self.next = (self.next * 2).min(self.max);
+        self.next = self.next.saturating_mul(2).min(self.max);
         base.mul_f64(rand::random_range(0.8..1.2))
     }
 

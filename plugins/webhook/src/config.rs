@@ -58,11 +58,18 @@ pub struct Settings {
     pub backoff_max: Duration,
 }
 
+/// The longest `timeout` or backoff the config takes.
+const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
 fn duration(key: &str, text: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(text)
         .map_err(|e| format!("{key}: '{text}' is not a duration (\"100ms\", \"5s\"): {e}"))?;
     if d.is_zero() {
         return Err(format!("{key}: must be longer than zero"));
+    }
+    // Doubling a backoff (and jittering it) must not overflow a `Duration`.
+    if d > MAX_DURATION {
+        return Err(format!("{key}: '{text}' is longer than a day"));
     }
     Ok(d)
 }
@@ -169,6 +176,10 @@ mod tests {
             ),
             (r#"{"url": "http://h", "headers": {"x": 1}}"#, "headers.x"),
             (r#"{"url": "http://h", "timeout": "soon"}"#, "timeout"),
+            (
+                r#"{"url": "http://h", "retry_backoff_max": "400d"}"#,
+                "retry_backoff_max",
+            ),
             (
                 r#"{"url": "http://h", "retry_backoff_min": "0s"}"#,
                 "retry_backoff_min",
