@@ -230,6 +230,10 @@ cfg = { name = "node1", port = 8081, interval = "50ms" }
 [services.web.reactors.log]
 type = "filelogger"
 cfg = { filename = "events.log" }
+
+[services.web.reactors.probe]
+type = "filelogger"
+cfg = { filename = "probe.log", unbuffered = true }
 "#,
     );
     let mut host = fixture.start();
@@ -237,6 +241,11 @@ cfg = { filename = "events.log" }
     let pids = host.plugin_pids();
     wait_until("a running pipeline", WAIT, || {
         host.log().contains("receptor running")
+    });
+    // An event has gone through the host (to both reactors at once): the buffered
+    // logger holds it unwritten until it is closed.
+    wait_until("an event at the unbuffered logger", WAIT, || {
+        !fixture.lines("probe.log").is_empty()
     });
     // The rings are sealed memory files of the host's (nothing of them in /dev/shm).
     let memfds = std::fs::read_dir(format!("/proc/{}/fd", host.pid()))
