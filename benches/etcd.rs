@@ -121,7 +121,10 @@ fn bare_watch(
         let mut watch = client.watch(&prefix, 0).expect("the bare watch");
         let mut latencies = Vec::with_capacity(count);
         while latencies.len() < count {
-            match watch.next(&|| false).expect("the bare watch's stream") {
+            match watch
+                .next(&|| false, &receptor_etcd::WatchWake::new())
+                .expect("the bare watch's stream")
+            {
                 Some(WatchMessage::Created) => ready.store(true, Ordering::SeqCst),
                 Some(WatchMessage::Events { events, .. }) => {
                     let now = now_ns();

@@ -102,14 +102,17 @@ impl Close {
         }
     }
 
-    /// Registers a wake-up to run when the signal fires (at once if it already has).
-    pub(crate) fn on_close(&self, wake: Box<dyn FnOnce() + Send>) {
+    /// Registers `wake` to run once when the signal fires (on the thread that fires it),
+    /// or at once if it already has: how an endpoint ends a wait of its own at close
+    /// (a socket read, a future on an async runtime: notify it from `wake`) without
+    /// polling [`is_closed`](Self::is_closed). `wake` must be quick and must not block.
+    pub fn on_close(&self, wake: impl FnOnce() + Send + 'static) {
         let mut state = self.lock();
         if state.closed {
             drop(state);
             wake();
         } else {
-            state.wakers.push(wake);
+            state.wakers.push(Box::new(wake));
         }
     }
 }

@@ -53,6 +53,60 @@ fn keys_put_and_deleted_appear_up_and_down_at_the_filelogger() {
     assert!(!lines.iter().any(|l| l.contains(" a/b ")), "{lines:?}");
 }
 
+/// The context switches of the threads of `pid` whose names start with `prefix`.
+fn switches(pid: u32, prefix: &str) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let task = task.unwrap().path();
+        let name = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+        if !name.starts_with(prefix) {
+            continue;
+        }
+        let status = std::fs::read_to_string(task.join("status")).unwrap_or_default();
+        let count = status
+            .lines()
+            .filter(|l| l.contains("ctxt_switches"))
+            .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+            .sum();
+        out.insert(task.display().to_string(), count);
+    }
+    out
+}
+
+/// An idle watcher costs no CPU: in sync with a quiet etcd, its endpoint thread sleeps
+/// until etcd speaks or the endpoint closes (it polled every 100 ms before), and a
+/// close still ends it at once.
+#[test]
+fn a_quiet_watcher_does_not_wake_up_and_still_stops_at_once() {
+    let etcd = EtcdServer::start();
+    let mut client = etcd.client();
+    put(&mut client, "n1", 9001);
+    let fixture = watcher_host(&etcd, "");
+    let mut host = fixture.start();
+    wait_logged(&fixture, "n1", "up");
+    let pid = *host
+        .pids_of("watcher/etcd")
+        .first()
+        .expect("the etcd watcher's pid");
+    std::thread::sleep(std::time::Duration::from_millis(200)); // the last spins end
+    let before = switches(pid, "endpoint-");
+    assert_eq!(before.len(), 1, "one endpoint thread: {before:?}");
+    std::thread::sleep(std::time::Duration::from_secs(1)); // the idle time observed
+    assert_eq!(
+        switches(pid, "endpoint-"),
+        before,
+        "the quiet watcher woke up"
+    );
+    host.signal(Signal::SIGTERM);
+    let status = host.wait(WAIT).expect("the host exits");
+    assert!(status.success(), "{}", host.log());
+    assert!(
+        !host.log().contains("killed at the shutdown deadline"),
+        "{}",
+        host.log()
+    );
+}
+
 #[test]
 fn bad_values_are_skipped_and_logged_and_the_rest_flows() {
     let etcd = EtcdServer::start();
@@ -257,8 +311,15 @@ fn a_watch_from_a_compacted_revision_is_cancelled_with_the_compact_revision() {
     client.compact(revision).unwrap();
     let mut watch = client.watch(PREFIX, 2).unwrap();
     let deadline = Instant::now() + WAIT;
+    // The watch sleeps until etcd speaks or it is woken: a timer wakes it at the deadline.
+    let wake = receptor_etcd::WatchWake::new();
+    let timer = wake.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(WAIT);
+        timer.wake();
+    });
     let message = loop {
-        match watch.next(&|| Instant::now() > deadline).unwrap() {
+        match watch.next(&|| Instant::now() > deadline, &wake).unwrap() {
             Some(receptor_etcd::WatchMessage::Created) => continue,
             other => break other,
         }

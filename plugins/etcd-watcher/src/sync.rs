@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use plugin_sdk::{Close, Event, EventSender, NodeInfo, NodeStatus, SendError};
 use receptor_etcd::layout::{node_name, node_up, BadValue};
-use receptor_etcd::{Backoff, Client, EtcdError, Settings, Snapshot, WatchEvent, WatchMessage};
+use receptor_etcd::{
+    Backoff, Client, EtcdError, Settings, Snapshot, WatchEvent, WatchMessage, WatchWake,
+};
 
 /// How often one key's bad value is logged at most.
 const BAD_KEY_LOG_EVERY: Duration = Duration::from_secs(60);
@@ -30,8 +32,13 @@ pub fn run(settings: Settings, prefix: &str, events: &EventSender, close: &Close
     let mut client = Client::new(settings);
     let mut state = PrefixState::new(prefix);
     let mut backoff = Backoff::default();
+    // The close ends a quiet watch's wait at once (an idle watcher never wakes by
+    // itself). Registered once: sessions come and go with reconnects.
+    let wake = WatchWake::new();
+    let waker = wake.clone();
+    close.on_close(move || waker.wake());
     loop {
-        match session(&mut client, &mut state, events, close, &mut backoff) {
+        match session(&mut client, &mut state, events, close, &wake, &mut backoff) {
             Ok(End::Closed) => return,
             Ok(End::Resync(reason)) => {
                 tracing::warn!(prefix, "{reason}: reading the prefix again");
@@ -54,6 +61,7 @@ fn session(
     state: &mut PrefixState,
     events: &EventSender,
     close: &Close,
+    wake: &WatchWake,
     backoff: &mut Backoff,
 ) -> Result<End, EtcdError> {
     let started = Instant::now();
@@ -76,7 +84,7 @@ fn session(
         "in sync with etcd"
     );
     loop {
-        match watch.next(&|| close.is_closed())? {
+        match watch.next(&|| close.is_closed(), wake)? {
             None => return Ok(End::Closed),
             Some(WatchMessage::Created) => {}
             Some(WatchMessage::Events {

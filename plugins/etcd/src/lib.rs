@@ -34,4 +34,4 @@ pub use backoff::Backoff;
 pub use client::{Client, Op, Snapshot};
 pub use config::{ClientConfig, Settings};
 pub use error::EtcdError;
-pub use watch::{WatchEvent, WatchMessage, WatchStream};
+pub use watch::{WatchEvent, WatchMessage, WatchStream, WatchWake};

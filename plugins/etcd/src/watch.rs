@@ -5,7 +5,6 @@
 
 use std::io;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::runtime::Runtime;
 use tonic::Streaming;
@@ -13,8 +12,23 @@ use tonic::Streaming;
 use crate::error::EtcdError;
 use crate::proto::{self, path};
 
-/// How often a watch looks at its stop condition while etcd is quiet.
-const WATCH_POLL: Duration = Duration::from_millis(100);
+/// Wakes a watch waiting in [`WatchStream::next`] from any thread (a plugin's close
+/// signal), so that a quiet watch sleeps until etcd speaks or it must stop: no polling.
+/// A wake-up given while no one waits is kept for the next wait.
+#[derive(Debug, Clone, Default)]
+pub struct WatchWake(Arc<tokio::sync::Notify>);
+
+impl WatchWake {
+    /// A wake-up no one has given yet.
+    pub fn new() -> Self {
+        WatchWake::default()
+    }
+
+    /// Makes the current or next wait of `next` return to check its stop condition.
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
+}
 
 /// What a watch reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,18 +92,28 @@ impl WatchStream {
         }
     }
 
-    /// The next message; `Ok(None)` as soon as `stop()` holds (it is asked every
-    /// 100 ms while etcd is quiet). A closed stream is an error.
-    pub fn next(&mut self, stop: &dyn Fn() -> bool) -> Result<Option<WatchMessage>, EtcdError> {
+    /// The next message; `Ok(None)` as soon as `stop()` holds, which is asked before
+    /// each wait and after every `wake` (a quiet watch sleeps until etcd speaks or it
+    /// is woken). A closed stream is an error.
+    pub fn next(
+        &mut self,
+        stop: &dyn Fn() -> bool,
+        wake: &WatchWake,
+    ) -> Result<Option<WatchMessage>, EtcdError> {
         loop {
             if stop() {
                 return Ok(None);
             }
-            // Cancelling `message()` at the timeout loses nothing: it is cancel-safe.
+            // Cancelling `message()` when woken loses nothing: it is cancel-safe.
             let stream = &mut self.stream;
-            let read = async { tokio::time::timeout(WATCH_POLL, stream.message()).await };
+            let read = async {
+                tokio::select! {
+                    message = stream.message() => Ok(message),
+                    () = wake.0.notified() => Err(()),
+                }
+            };
             return match self.runtime.block_on(read) {
-                Err(_quiet) => continue,
+                Err(()) => continue,
                 Ok(Ok(Some(response))) => Ok(Some(watch_message(response))),
                 Ok(Ok(None)) => Err(EtcdError::Io {
                     endpoint: self.endpoint.clone(),
