@@ -210,8 +210,11 @@ fn the_actor_answers_its_status_with_the_nodes_and_endpoints_of_its_sessions() {
         for name in ["a", "b", "a"] {
             s.watcher.send(up(name)).unwrap();
         }
-        let report = status_when(&actor, "both nodes, the reactor attached", |r| {
-            r.state.nodes.len() == 2 && r.endpoints.iter().all(|e| e.attached)
+        // All three updates applied (the repeat of "a" may come after both nodes show).
+        let report = status_when(&actor, "three updates, the reactor attached", |r| {
+            r.state.nodes.len() == 2
+                && r.endpoints.iter().all(|e| e.attached)
+                && r.state.watchers.first().is_some_and(|w| w.updates_in == 3)
         })
         .await;
         assert_eq!(names(&report.state.nodes), ["a", "b"]);
