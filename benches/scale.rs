@@ -34,19 +34,12 @@ fn quick() -> bool {
     std::env::var_os("RECEPTOR_BENCH_QUICK").is_some()
 }
 
-/// `n` idle services `s<i>`: a dummy watcher, a filelogger writing `logs/s<i>.log`.
+/// `n` idle services `s<i>` (see `tests/common/services.rs`), dummies flipping hourly.
 fn idle_services(n: usize) -> String {
-    let mut config = String::from("shutdown_timeout = \"10s\"\n");
-    for i in 0..n {
-        config.push_str(&format!(
-            "[services.s{i}.watchers.node]\ntype = \"dummy\"\n\
-             cfg = {{ name = \"n{i}\", port = {port}, interval = \"1h\" }}\n\
-             [services.s{i}.reactors.log]\ntype = \"filelogger\"\n\
-             cfg = {{ filename = \"logs/s{i}.log\", unbuffered = true }}\n",
-            port = 1000 + i
-        ));
-    }
-    config
+    format!(
+        "shutdown_timeout = \"10s\"\n{}",
+        support::services::idle_services(n, "1h")
+    )
 }
 
 /// The busy service: `count` events from the test plugin, released by the file `go`.

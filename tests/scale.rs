@@ -14,17 +14,10 @@ use nix::sys::signal::Signal;
 const SERVICES: usize = 300;
 
 fn config() -> String {
-    let mut config = String::from("shutdown_timeout = \"20s\"\n");
-    for i in 0..SERVICES {
-        config.push_str(&format!(
-            "[services.s{i}.watchers.node]\ntype = \"dummy\"\n\
-             cfg = {{ name = \"n{i}\", port = {port}, interval = \"1h\" }}\n\
-             [services.s{i}.reactors.log]\ntype = \"filelogger\"\n\
-             cfg = {{ filename = \"logs/s{i}.log\", unbuffered = true }}\n",
-            port = 1000 + i
-        ));
-    }
-    config
+    format!(
+        "shutdown_timeout = \"20s\"\n{}",
+        common::services::idle_services(SERVICES, "1h")
+    )
 }
 
 /// `pid` and its children (the host's plugin processes), whichever thread started them.

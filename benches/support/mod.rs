@@ -12,6 +12,8 @@ pub mod host_log;
 #[path = "../../tests/common/mirror.rs"]
 pub mod mirror;
 pub mod procs;
+#[path = "../../tests/common/services.rs"]
+pub mod services;
 
 /// A child process, stopped (SIGTERM, then SIGKILL) and reaped whatever happens.
 pub struct Guard(pub Option<Child>);

@@ -5,6 +5,7 @@
 mod host_log;
 pub mod http;
 pub mod mirror;
+pub mod services;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -92,16 +92,14 @@ impl RingProducer {
         }
         let records = records.into_iter();
         let max = self.ring.max_record;
-        if let Some(r) = records.clone().find(|r| r.as_ref().len() > max) {
-            return Err(RingError::TooLarge {
-                len: r.as_ref().len(),
-                max,
-            });
+        // One look at the lengths: the largest decides both the limit and the growth.
+        let largest = records.clone().map(|r| r.as_ref().len()).max();
+        if let Some(len) = largest.filter(|&len| len > max) {
+            return Err(RingError::TooLarge { len, max });
         }
         if self.ring.flag(OFF_CONSUMER_CLOSED).load(Ordering::Acquire) != 0 {
             return Err(RingError::Closed);
         }
-        let largest = records.clone().map(|r| r.as_ref().len()).max();
         let Some(largest) = largest else {
             return Ok(0);
         };
