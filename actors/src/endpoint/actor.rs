@@ -26,7 +26,8 @@ pub struct Endpoint {
     /// A reactor's service, for [`ResyncReactor`].
     core: Option<Arc<ServiceCore>>,
     stop: Arc<Stop>,
-    thread: Option<JoinHandle<()>>,
+    /// The session thread, and the channel that disconnects when it ends.
+    thread: Option<(JoinHandle<()>, std::sync::mpsc::Receiver<()>)>,
     report: Recipient<EndpointEnded>,
     generation: u64,
 }
@@ -136,6 +137,7 @@ impl Actor for Endpoint {
         let me = ctx.address();
         let stop = self.stop.clone();
         let name = self.id.clone();
+        let (ended_tx, ended) = std::sync::mpsc::channel::<()>();
         let spawned = std::thread::Builder::new()
             .name(format!("{}-{}-{}", name.kind, name.service, name.instance))
             .spawn(move || {
@@ -153,9 +155,10 @@ impl Actor for Endpoint {
                     SessionEnd::Failed(format!("the session panicked: {panic}"))
                 });
                 me.do_send(SessionEnded(end));
+                drop(ended_tx);
             });
         match spawned {
-            Ok(thread) => self.thread = Some(thread),
+            Ok(thread) => self.thread = Some((thread, ended)),
             Err(e) => {
                 let end = SessionEnd::Failed(format!("cannot start the session thread: {e}"));
                 self.report.do_send(EndpointEnded {
@@ -197,20 +200,17 @@ impl Handler<StopEndpoint> for Endpoint {
         let thread = self.thread.take();
         let stop = self.stop.clone();
         Box::pin(async move {
-            if let Some(thread) = thread {
+            if let Some((thread, ended)) = thread {
                 // The stop woke the thread; join it off the arbiter. The stop is repeated
-                // until the thread has ended: a plugin scribbling on its ring's
-                // semaphore can take one wake-up's post back just as the thread goes to
-                // sleep, never every one of them (each wakes a sleeper whatever the
-                // count). An honest plugin's session ends at the first.
+                // until the thread has ended (its channel disconnects): a plugin
+                // scribbling on its ring's semaphore can take one wake-up's post back
+                // just as the thread goes to sleep, never every one of them. An honest
+                // plugin's session ends at the first.
                 let _ = tokio::task::spawn_blocking(move || {
-                    let mut stopped = std::time::Instant::now();
-                    while !thread.is_finished() {
-                        std::thread::sleep(std::time::Duration::from_millis(1));
-                        if stopped.elapsed() >= RESTOP {
-                            stop.stop();
-                            stopped = std::time::Instant::now();
-                        }
+                    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                        ended.recv_timeout(RESTOP)
+                    {
+                        stop.stop();
                     }
                     thread.join()
                 })

@@ -585,3 +585,55 @@ fn repeated_kicks_end_a_wait_whatever_the_peer_writes_to_the_count() {
         "{lost} of 300 waits were not ended by repeated kicks"
     );
 }
+
+/// Guards against a kick that a plugin's own sleepers take (found in review): a peer
+/// that queues threads of its own on the `data` word (zeroing the count each time)
+/// would take a wake-up of one sleeper, so the host's waiter needed as many kicks as
+/// there were hostile sleepers ahead of it. A kick wakes them all, ours included.
+#[test]
+fn a_kick_is_not_taken_by_the_peers_own_sleepers() {
+    use crate::sys::semaphore::SegmentSemaphore;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{mpsc, Arc};
+    let (producer, mut consumer) = pair(4096);
+    consumer.set_spin(Duration::ZERO);
+    let waker = consumer.waker();
+    let done = Arc::new(AtomicBool::new(false));
+    let hostile: Vec<_> = (0..40)
+        .map(|_| {
+            let segment = SharedSegment::from_fd("hostile", segment_of(&producer)).unwrap();
+            let done = done.clone();
+            std::thread::spawn(move || {
+                let word = segment.mapping().atomic_u32(OFF_DATA_SEM).unwrap();
+                while !done.load(Ordering::Relaxed) {
+                    word.store(0, Ordering::Relaxed);
+                    let _ = SegmentSemaphore::new(word).wait_once(Duration::from_secs(60));
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(50)); // lets them queue first; not a sync
+    let (tx, rx) = mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let _ = tx.send(consumer.wait(Duration::MAX));
+        consumer
+    });
+    std::thread::sleep(Duration::from_millis(20)); // the waiter queues behind them
+    let mut kicks = 0;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(5) {
+        waker.wake();
+        kicks += 1;
+        if rx.recv_timeout(Duration::from_millis(20)).is_ok() {
+            break;
+        }
+    }
+    done.store(true, Ordering::Relaxed);
+    while hostile.iter().any(|h| !h.is_finished()) {
+        producer.ring().post(OFF_DATA_SEM);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    hostile.into_iter().for_each(|h| h.join().unwrap());
+    drop(waiter.join().unwrap());
+    assert!(kicks <= 2, "{kicks} kicks to end one wait");
+}

@@ -104,8 +104,13 @@ impl ShmRing {
     /// Makes this end's current or next wait return (false) at once.
     fn kick(&self) {
         self.kicked.store(true, Ordering::Release);
-        self.post(OFF_DATA_SEM);
-        self.post(OFF_SPACE_SEM);
+        // Every sleeper: a plugin may queue threads of its own on the word, and a
+        // wake-up of one would go to the first of them, not to ours.
+        for sem_off in [OFF_DATA_SEM, OFF_SPACE_SEM] {
+            if let Err(e) = self.sem(sem_off).post_all() {
+                tracing::warn!(ring = %self.base, "cannot post semaphore at {sem_off}: {e}");
+            }
+        }
     }
 }
 

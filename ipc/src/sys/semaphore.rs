@@ -54,6 +54,13 @@ impl<'a> SegmentSemaphore<'a> {
         futex(self.word, libc::FUTEX_WAKE, 1, None).map(drop)
     }
 
+    /// Adds one and wakes every sleeper on the word: a kick, which a peer's own
+    /// sleepers queued on the same word must not be able to take instead of ours.
+    pub fn post_all(&self) -> io::Result<()> {
+        self.word.fetch_add(1, Ordering::Release);
+        futex(self.word, libc::FUTEX_WAKE, i32::MAX as u32, None).map(drop)
+    }
+
     /// Takes one if the count is positive, without waiting; true if it took one.
     pub fn try_wait(&self) -> bool {
         self.word

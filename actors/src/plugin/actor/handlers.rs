@@ -131,13 +131,21 @@ impl Handler<CloseEndpoints> for PluginProcess {
                     let _ = request.await;
                 }
             }
-            // All stopped at once, then waited for.
+            // All stopped at once, then waited for until the deadline: a session a
+            // hostile plugin keeps from ending must not hold the shutdown past it
+            // (the plugin's process group is killed then, which ends it).
             let stops: Vec<_> = closing
                 .iter()
                 .map(|endpoint| endpoint.actor.send(StopEndpoint))
                 .collect();
-            for stop in stops {
-                let _ = stop.await;
+            let deadline = tokio::time::Instant::from_std(msg.deadline);
+            let waited = tokio::time::timeout_at(deadline, async {
+                for stop in stops {
+                    let _ = stop.await;
+                }
+            });
+            if waited.await.is_err() {
+                tracing::warn!("endpoints still stopping at the shutdown deadline");
             }
         })
     }
